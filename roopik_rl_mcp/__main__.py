@@ -1,0 +1,3 @@
+from roopik_rl_mcp.cli import main
+
+raise SystemExit(main())
