@@ -1,0 +1,245 @@
+"""Background jobs (training, evaluation) as detached subprocesses that outlive the server.
+
+Each job has a directory with `config.json`, `progress.jsonl` (JSON lines the job appends: start, log,
+message, end), `log.txt` (its stdout and stderr) and its outputs. The database row is the index; the
+files are the truth about progress, so a restarted server picks up where it left off: it re-reads the
+progress file and checks whether the recorded pid (with its start time, against pid reuse) still lives.
+At most `ROOPIK_RL_MAX_JOBS` (default 1) run at once; the rest wait as `queued`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from roopik_rl_mcp.config import REPO_ROOT, paths, python_executable
+from roopik_rl_mcp.errors import NotFound
+from roopik_rl_mcp.schemas import JobStatusOutput
+from roopik_rl_mcp.store import Store, new_id
+
+ACTIVE = ("queued", "running")
+LOG_TAIL_LINES = 40
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line so far (a half-written last line is ignored until it is complete)."""
+    events = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.endswith("\n"):
+                    try:
+                        events.append(json.loads(line))
+                    except ValueError:
+                        continue
+    except FileNotFoundError:
+        pass
+    return events
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64_000))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if started and abs(process.create_time() - started) > 1.0:
+            return False  # the pid was reused by another process
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class JobManager:
+    """Starts, watches and cancels job subprocesses; every state change goes to the store."""
+
+    def __init__(self, store: Store, max_running: int | None = None) -> None:
+        self.store = store
+        self.max_running = max_running or int(os.environ.get("ROOPIK_RL_MAX_JOBS", "1"))
+        self._children: dict[str, subprocess.Popen] = {}
+        self._lock = threading.RLock()
+
+    # -- creating ----------------------------------------------------------------------------------
+    def submit(self, kind: str, name: str | None, config: dict[str, Any],
+               argv: Callable[[Path], list[str]], prepare: Callable[[Path], dict[str, Any]] | None = None) -> dict:
+        """Create the job dir and row; `prepare(job_dir)` may add config (e.g. exported data paths)."""
+        job_id = new_id(kind)
+        job_dir = paths().jobs / job_id
+        output_dir = job_dir / "output"
+        output_dir.mkdir(parents=True)
+        config = {**config, "job_id": job_id, "output_dir": str(output_dir),
+                  "progress_path": str(job_dir / "progress.jsonl"), "tiny_model_path": str(paths().tiny_model)}
+        if prepare:
+            config.update(prepare(job_dir))
+        config["argv"] = argv(job_dir / "config.json")
+        (job_dir / "config.json").write_text(json.dumps(config, indent=2))
+        row = self.store.insert("jobs", {
+            "id": job_id, "kind": kind, "name": name, "status": "queued", "config": config,
+            "job_dir": str(job_dir), "output_dir": str(output_dir),
+        })
+        self.refresh_all()
+        return self.store.get("jobs", job_id) or row
+
+    def _start(self, job: dict) -> None:
+        job_dir = Path(job["job_dir"])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        log = open(job_dir / "log.txt", "ab")
+        try:
+            proc = subprocess.Popen(job["config"]["argv"], cwd=str(job_dir), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            self.store.update("jobs", job["id"], {"status": "failed", "error": f"could not start: {exc}",
+                                                  "finished_at": time.time()})
+            return
+        finally:
+            log.close()
+        self._children[job["id"]] = proc
+        self.store.update("jobs", job["id"], {"status": "running", "pid": proc.pid, "started_at": time.time(),
+                                              "pid_started": psutil.Process(proc.pid).create_time()})
+
+    # -- watching ----------------------------------------------------------------------------------
+    def refresh_all(self) -> None:
+        with self._lock:
+            for job in self.store.rows("jobs", "status = 'running'"):
+                self._refresh(job)
+            running = self.store.count("jobs", "status = 'running'")
+            for job in self.store.rows("jobs", "status = 'queued'", order_by="created_at"):
+                if running >= self.max_running:
+                    break
+                self._start(job)
+                running += 1
+
+    def _refresh(self, job: dict) -> None:
+        events = read_progress(Path(job["config"]["progress_path"]))
+        changes: dict[str, Any] = {}
+        logs = [e for e in events if e.get("event") == "log"]
+        starts = [e for e in events if e.get("event") == "start"]
+        if logs:
+            changes.update(step=logs[-1].get("step"), max_steps=logs[-1].get("max_steps"),
+                           last_metrics=logs[-1].get("metrics") or {})
+        elif starts and starts[-1].get("max_steps"):
+            changes.update(step=0, max_steps=starts[-1]["max_steps"])
+        end = next((e for e in reversed(events) if e.get("event") == "end"), None)
+        child = self._children.get(job["id"])
+        exited = child.poll() is not None if child else not _alive(job["pid"], job["pid_started"])
+        if end and (exited or end.get("status") == "succeeded"):
+            changes.update(status=end.get("status", "failed"), error=end.get("error"), finished_at=end.get("time"),
+                           result=self._result(job, end))
+            if end.get("metrics"):
+                changes["last_metrics"] = {**(changes.get("last_metrics") or job.get("last_metrics") or {}),
+                                           **{k: v for k, v in end["metrics"].items() if isinstance(v, (int, float))}}
+        elif exited:
+            code = child.returncode if child else None
+            changes.update(status="failed", finished_at=time.time(),
+                           error=f"the job exited{f' with code {code}' if code is not None else ''} without reporting an end")
+        if changes:
+            self.store.update("jobs", job["id"], changes)
+        if changes.get("status") == "succeeded" and job["kind"] == "evaluation":
+            self.store.insert("evaluations", {"id": new_id("ev"), "job_id": job["id"],
+                                              "benchmark": job["config"].get("benchmark"), "result": changes["result"]})
+        if exited:
+            self._children.pop(job["id"], None)
+
+    @staticmethod
+    def _result(job: dict, end: dict) -> dict | None:
+        """The job's result file (evaluation results, training summary), if it wrote one."""
+        for name in ("result.json", "training_summary.json"):
+            path = Path(job["output_dir"]) / name
+            if path.is_file():
+                try:
+                    return json.loads(path.read_text())
+                except ValueError:
+                    return None
+        return None
+
+    # -- reading and cancelling -------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict:
+        self.refresh_all()
+        job = self.store.get("jobs", job_id)
+        if job is None:
+            raise NotFound("job_id", job_id, "job")
+        return job
+
+    def status(self, job_id: str) -> JobStatusOutput:
+        return self.describe(self.get(job_id))
+
+    def list(self) -> list[JobStatusOutput]:
+        self.refresh_all()
+        return [self.describe(job) for job in self.store.rows("jobs", order_by="created_at desc")]
+
+    def cancel(self, job_id: str) -> JobStatusOutput:
+        job = self.get(job_id)
+        if job["status"] in ACTIVE:
+            if job["status"] == "running" and _alive(job["pid"], job["pid_started"]):
+                self._terminate(job)
+            self.store.update("jobs", job_id, {"status": "cancelled", "finished_at": time.time(),
+                                               "error": "cancelled by request"})
+            self._children.pop(job_id, None)
+            self.refresh_all()
+        return self.describe(self.store.get("jobs", job_id))
+
+    def _terminate(self, job: dict, grace_s: float = 5.0) -> None:
+        try:
+            os.killpg(job["pid"], signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _alive(job["pid"], job["pid_started"]):
+            child = self._children.get(job["id"])
+            if child:
+                child.poll()
+            time.sleep(0.1)
+        try:
+            os.killpg(job["pid"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child = self._children.get(job["id"])
+        if child:
+            child.wait()
+
+    def wait(self, job_id: str, timeout_s: float, poll_s: float = 1.0,
+             on_progress: Callable[[JobStatusOutput], None] | None = None) -> JobStatusOutput:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.status(job_id)
+            if on_progress:
+                on_progress(state)
+            if state.status not in ACTIVE or time.monotonic() > deadline:
+                return state
+            time.sleep(poll_s)
+
+    @staticmethod
+    def describe(job: dict) -> JobStatusOutput:
+        step, max_steps = job.get("step"), job.get("max_steps")
+        failed = job["status"] == "failed"
+        return JobStatusOutput(
+            job_id=job["id"], kind=job["kind"], name=job.get("name"), status=job["status"], step=step,
+            max_steps=max_steps, progress=(round(step / max_steps, 4) if step is not None and max_steps else None),
+            metrics={k: float(v) for k, v in (job.get("last_metrics") or {}).items() if isinstance(v, (int, float))},
+            output_dir=job["output_dir"], created_at=job["created_at"], started_at=job.get("started_at"),
+            finished_at=job.get("finished_at"), error=job.get("error"),
+            log_tail=log_tail(Path(job["job_dir"]) / "log.txt") if failed else None,
+            result=job.get("result"),
+        )

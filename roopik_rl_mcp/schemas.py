@@ -1,0 +1,248 @@
+"""Pydantic input and output models of every tool: the one source of the tools' JSON schemas.
+
+The server builds each tool's signature from its input model, so the schema a client sees, the
+validation it gets and the service's arguments are the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from roopik_rl_mcp.config import MAX_CODE_BYTES
+from roopik_rl_mcp.sandbox.models import ExecError, Status
+
+Language = Literal["python", "tsx", "jsx", "html"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKind = Literal["dpo", "evaluation"]
+
+
+def _max_bytes(value: str | None, field: str) -> str | None:
+    if value is not None and len(value.encode("utf-8", errors="replace")) > MAX_CODE_BYTES:
+        raise ValueError(f"{field} is larger than {MAX_CODE_BYTES // 1_000_000} MB")
+    return value
+
+
+class Weights(BaseModel):
+    """Reward weights; the defaults are the plan's formula. They are normalised to sum to 1."""
+
+    compiled: float = Field(0.3, ge=0)
+    error_rate: float = Field(0.2, ge=0, description="Weight of (1 - error_rate).")
+    functionality: float = Field(0.2, ge=0)
+    quality: float = Field(0.15, ge=0)
+    prompt_match: float = Field(0.15, ge=0)
+
+    @model_validator(mode="after")
+    def _positive_total(self) -> Weights:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("weights must not all be zero")
+        return self
+
+
+# -- capture_feedback --------------------------------------------------------------------------------
+class CaptureFeedbackInput(BaseModel):
+    task: str = Field(min_length=1, description="The task or prompt the code was written for.")
+    code: str = Field(min_length=1, description="The generated code to run (at most 1 MB).")
+    language: Language = Field("python", description="python runs against `tests`; tsx/jsx/html are UI code.")
+    tests: str | None = Field(
+        None,
+        description="Python tests: HumanEval style `def check(candidate)` (give `entry_point`), plain "
+        "`assert` statements, or `test_*` functions. Each assert and each test_* function counts once.",
+    )
+    entry_point: str | None = Field(None, description="Name of the function `check(candidate)` receives.")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Wall-clock limit for the whole run, seconds.")
+    model: str | None = Field(None, description="Which model produced the code (free text, for filtering).")
+    session_id: str | None = Field(None, description="Groups episodes of one agent session.")
+    metadata: dict[str, Any] | None = Field(None, description="Anything else to keep with the episode.")
+
+    @field_validator("code")
+    @classmethod
+    def _code_size(cls, value: str) -> str:
+        return _max_bytes(value, "code")  # type: ignore[return-value]
+
+    @field_validator("tests")
+    @classmethod
+    def _tests_size(cls, value: str | None) -> str | None:
+        return _max_bytes(value, "tests")
+
+
+class CaptureFeedbackOutput(BaseModel):
+    episode_id: str
+    status: Status
+    passed: bool = Field(description="True only when every test ran and passed.")
+    tests_passed: int
+    tests_total: int
+    errors: list[ExecError]
+    stdout: str
+    stderr: str
+    duration_ms: int
+    isolation: str = Field(description="Isolation level the code ran under.")
+
+
+# -- judge_output ------------------------------------------------------------------------------------
+class JudgeOutputInput(BaseModel):
+    episode_id: str = Field(min_length=1, description="An id returned by capture_feedback.")
+    judge: Literal["auto", "offline", "llm"] = Field(
+        "auto", description="auto: the LLM judge when an endpoint is configured, else the offline judge."
+    )
+    model: str | None = Field(None, description="Judge model name for the LLM judge (overrides the configured one).")
+    weights: Weights | None = Field(None, description="Reward weights; defaults to the plan's formula.")
+
+
+class Scores(BaseModel):
+    functionality: float = Field(ge=0, le=10)
+    quality: float = Field(ge=0, le=10)
+    prompt_match: float = Field(ge=0, le=10)
+
+
+class JudgeOutputOutput(BaseModel):
+    judgment_id: str
+    episode_id: str
+    judge: str
+    scores: Scores
+    overall: float = Field(ge=0, le=10)
+    rationale: str
+    reward: float = Field(ge=0, le=1)
+    reward_breakdown: dict[str, float] = Field(description="Each term's weighted contribution to the reward.")
+
+
+# -- log_preference / export_preferences ----------------------------------------------------------------
+class LogPreferenceInput(BaseModel):
+    prompt: str | None = Field(None, description="Explicit pair: the prompt.")
+    chosen: str | None = Field(None, description="Explicit pair: the preferred response.")
+    rejected: str | None = Field(None, description="Explicit pair: the worse response.")
+    chosen_reward: float | None = None
+    rejected_reward: float | None = None
+    chosen_episode_id: str | None = Field(None, description="Pair from two episodes: the better one.")
+    rejected_episode_id: str | None = Field(None, description="Pair from two episodes: the worse one.")
+    auto: bool = Field(False, description="Build pairs from judged episodes of the same task.")
+    min_margin: float = Field(0.1, ge=0, le=1, description="auto: smallest reward difference worth a pair.")
+    task: str | None = Field(None, description="auto: only episodes of this task.")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> LogPreferenceInput:
+        explicit = any(v is not None for v in (self.prompt, self.chosen, self.rejected))
+        episodes = any(v is not None for v in (self.chosen_episode_id, self.rejected_episode_id))
+        if sum([explicit, episodes, self.auto]) != 1:
+            raise ValueError(
+                "give exactly one of: prompt+chosen+rejected, chosen_episode_id+rejected_episode_id, or auto=true"
+            )
+        if explicit:
+            for name in ("prompt", "chosen", "rejected"):
+                value = getattr(self, name)
+                if not value:
+                    raise ValueError(f"{name} is required for an explicit pair")
+                _max_bytes(value, name)
+            if self.chosen == self.rejected:
+                raise ValueError("chosen and rejected are identical")
+        if episodes and not (self.chosen_episode_id and self.rejected_episode_id):
+            raise ValueError("both chosen_episode_id and rejected_episode_id are required")
+        if episodes and self.chosen_episode_id == self.rejected_episode_id:
+            raise ValueError("chosen_episode_id and rejected_episode_id are the same episode")
+        return self
+
+
+class SkippedPair(BaseModel):
+    reason: str
+    chosen_episode_id: str | None = None
+    rejected_episode_id: str | None = None
+    existing_id: str | None = None
+
+
+class LogPreferenceOutput(BaseModel):
+    created: list[str] = Field(description="Ids of the pairs stored by this call.")
+    skipped: list[SkippedPair] = Field(description="Pairs not stored, and why.")
+    total_pairs: int = Field(description="Pairs stored in all.")
+
+
+class ExportPreferencesInput(BaseModel):
+    path: str | None = Field(None, description="Where to write the JSONL; default: <data dir>/exports/.")
+    min_margin: float = Field(0.0, ge=0, le=1, description="Only pairs whose reward margin is at least this.")
+
+
+class ExportPreferencesOutput(BaseModel):
+    path: str
+    manifest_path: str
+    n_pairs: int
+    skipped_below_margin: int
+
+
+# -- jobs ----------------------------------------------------------------------------------------------
+class StartDpoInput(BaseModel):
+    base_model: str | None = Field(
+        None, description="Hub id or local path of the model to fine-tune; omitted: a tiny built-in model."
+    )
+    min_margin: float = Field(0.0, ge=0, le=1, description="Train only on pairs with at least this margin.")
+    lora_r: int = Field(8, ge=1, le=256)
+    lora_alpha: int = Field(16, ge=1, le=1024)
+    beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
+    learning_rate: float = Field(5e-4, gt=0, le=1)
+    max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; default: epochs decide.")
+    epochs: float = Field(3.0, gt=0, le=100)
+    batch_size: int = Field(2, ge=1, le=512)
+    max_length: int = Field(512, ge=16, le=32_768)
+    name: str | None = Field(None, max_length=100, description="A label for the run.")
+
+
+class StartJobOutput(BaseModel):
+    job_id: str
+    kind: JobKind
+    status: JobState
+    output_dir: str
+    n_pairs: int | None = None
+
+
+class JobIdInput(BaseModel):
+    job_id: str = Field(min_length=1)
+
+
+class JobStatusOutput(BaseModel):
+    job_id: str
+    kind: JobKind
+    name: str | None
+    status: JobState
+    step: int | None = None
+    max_steps: int | None = None
+    progress: float | None = Field(None, description="step / max_steps, 0-1.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Latest logged metrics.")
+    output_dir: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    log_tail: str | None = Field(None, description="Last lines of the job's log when it failed.")
+    result: dict[str, Any] | None = Field(None, description="Evaluation results or training summary, when done.")
+
+
+class ListJobsOutput(BaseModel):
+    jobs: list[JobStatusOutput]
+
+
+class EmptyInput(BaseModel):
+    pass
+
+
+# -- evaluate_checkpoint ---------------------------------------------------------------------------------
+class EvaluateCheckpointInput(BaseModel):
+    model: str | None = Field(
+        None, description="Base model (hub id/path) or LoRA adapter dir (has adapter_config.json); omitted: tiny model."
+    )
+    base_model: str | None = Field(
+        None, description="Base to compare an adapter against; default: the adapter's own base_model_name_or_path."
+    )
+    benchmark: str = Field("humaneval", description="'humaneval' (164 tasks) or a path to a JSONL of tasks.")
+    limit: int | None = Field(None, ge=1, le=10_000, description="Only the first N tasks.")
+    n_samples: int = Field(1, ge=1, le=200, description="Completions per task.")
+    k: list[int] = Field(default_factory=lambda: [1], description="pass@k values to report (each <= n_samples).")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_new_tokens: int = Field(256, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> EvaluateCheckpointInput:
+        if not self.k:
+            raise ValueError("k must list at least one value")
+        bad = [k for k in self.k if k < 1 or k > self.n_samples]
+        if bad:
+            raise ValueError(f"k values {bad} must be between 1 and n_samples ({self.n_samples})")
+        return self

@@ -1,0 +1,197 @@
+"""The MCP tool layer: validate, call a service, shape the result. Nothing else lives here.
+
+Each tool's parameters are generated from its pydantic input model (schemas.py), so the schema a
+client sees and the validation it gets come from one place. Heavy libraries are never imported here:
+training and evaluation run as subprocesses through the job manager.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+from roopik_rl_mcp import __version__
+from roopik_rl_mcp import episodes, preferences, training
+from roopik_rl_mcp.config import paths
+from roopik_rl_mcp.errors import UserError
+from roopik_rl_mcp.evaluation import service as evaluation
+from roopik_rl_mcp.jobs import JobManager
+from roopik_rl_mcp.judge import judge_output
+from roopik_rl_mcp.sandbox import isolation_level
+from roopik_rl_mcp.schemas import (
+    CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, EvaluateCheckpointInput, ExportPreferencesInput,
+    ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
+    LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartJobOutput,
+)
+from roopik_rl_mcp.store import Store
+
+logger = logging.getLogger("roopik_rl_mcp")
+JOB_POLL_S = 2.0
+
+INSTRUCTIONS = """\
+roopik-rl-mcp turns coding sessions into training data. Typical loop: capture_feedback (run code against
+tests, get an episode_id) -> judge_output (scores + reward) -> log_preference (pairs, or auto=true) ->
+start_dpo (background LoRA DPO job) -> job_status until done -> evaluate_checkpoint (pass@k, base vs adapter).
+Training and evaluation return a job_id at once; poll job_status. Data: episodes://{id}, jobs://{id}."""
+
+In = TypeVar("In", bound=BaseModel)
+
+
+@dataclass
+class App:
+    store: Store
+    jobs: JobManager
+
+
+def _hints(title: str, *, read_only: bool = False, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+    """Nothing here reaches outside this machine, except an LLM judge the user configured."""
+    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
+                           idempotent_hint=idempotent, open_world_hint=False)
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "input"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel], description: str,
+          annotations: ToolAnnotations, handler: Callable[[In], BaseModel]) -> None:
+    """Register `handler(model) -> output` as a tool whose parameters are the model's fields."""
+
+    def tool(**kwargs: Any) -> BaseModel:
+        try:
+            request = model.model_validate(kwargs)
+            return handler(request)
+        except ValidationError as exc:
+            raise ToolError(_validation_message(exc)) from None
+        except UserError as exc:
+            raise ToolError(str(exc)) from None
+
+    parameters = []
+    for field_name, field in model.model_fields.items():
+        default = inspect.Parameter.empty if field.is_required() else field.get_default(call_default_factory=True)
+        schema_field = copy.copy(field)  # the default moves to the signature; keep description and constraints
+        schema_field.default, schema_field.default_factory = PydanticUndefined, None
+        parameters.append(inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[field.annotation, schema_field]))
+    tool.__signature__ = inspect.Signature(parameters, return_annotation=output)  # type: ignore[attr-defined]
+    tool.__name__ = name
+    tool.__doc__ = description
+    server.add_tool(tool, name=name, description=description, annotations=annotations, structured_output=True)
+
+
+def build_server(store: Store | None = None) -> MCPServer:
+    """A server bound to one data directory (ROOPIK_RL_HOME, or the store given)."""
+    store = store or Store(paths().db)
+    app = App(store=store, jobs=JobManager(store))
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[App]:
+        logger.info("roopik-rl-mcp %s: data in %s, sandbox isolation %s", __version__, store.path.parent,
+                    isolation_level())
+        async with anyio.create_task_group() as group:
+            group.start_soon(_poll_jobs, app)
+            yield app
+            group.cancel_scope.cancel()
+
+    server = MCPServer("roopik-rl-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+
+    _tool(server, "capture_feedback", CaptureFeedbackInput, CaptureFeedbackOutput,
+          "Run generated code in the sandbox and record the outcome as an episode. Python code runs against "
+          "`tests` (HumanEval `check(candidate)` with `entry_point`, plain asserts, or test_* functions; each "
+          "assert counts separately). Returns episode_id, status (passed/failed/error/timeout/build_error/"
+          "no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
+          _hints("Run code and record feedback"),
+          lambda r: episodes.capture_feedback(app.store, r))
+    _tool(server, "judge_output", JudgeOutputInput, JudgeOutputOutput,
+          "Score an episode 0-10 on functionality, quality and prompt match (an LLM judge when an "
+          "OpenAI-compatible endpoint is configured, else a deterministic offline judge) and combine the scores "
+          "with the execution signals into a reward in [0, 1]: 0.3*compiled + 0.2*(1-error_rate) + "
+          "0.2*functionality/10 + 0.15*quality/10 + 0.15*prompt_match/10 (weights adjustable).",
+          _hints("Judge an episode"),
+          lambda r: judge_output(app.store, r))
+    _tool(server, "log_preference", LogPreferenceInput, LogPreferenceOutput,
+          "Store chosen/rejected preference pairs for DPO. Give either prompt+chosen+rejected, or "
+          "chosen_episode_id+rejected_episode_id, or auto=true to pair judged episodes of the same task whose "
+          "rewards differ by at least min_margin. Duplicates are skipped and reported.",
+          _hints("Log preference pairs", idempotent=True),
+          lambda r: preferences.log_preference(app.store, r))
+    _tool(server, "export_preferences", ExportPreferencesInput, ExportPreferencesOutput,
+          "Write the stored pairs as TRL-ready JSONL (prompt, chosen, rejected) plus a manifest (counts, "
+          "filters, time). Pairs below min_margin are left out.",
+          _hints("Export preference dataset", idempotent=True),
+          lambda r: preferences.export_preferences(app.store, r))
+    _tool(server, "start_dpo", StartDpoInput, StartJobOutput,
+          "Launch LoRA DPO fine-tuning (TRL + PEFT) on the stored preference pairs as a background job and "
+          "return its job_id at once. Without base_model a tiny built-in model is trained (a smoke run that "
+          "works offline on CPU). Poll job_status for step, loss and reward accuracy; the adapter lands in "
+          "output_dir, ready for evaluate_checkpoint.",
+          _hints("Start DPO fine-tuning"),
+          lambda r: training.start_dpo(app.jobs, r))
+    _tool(server, "evaluate_checkpoint", EvaluateCheckpointInput, StartJobOutput,
+          "Measure pass@k on HumanEval (or a JSONL of tasks) for a base model or a LoRA adapter directory; an "
+          "adapter is evaluated side by side with its base. Returns a job_id at once (generation takes "
+          "minutes); the results (pass@k, per-task verdicts, comparison) appear in job_status.result.",
+          _hints("Evaluate a checkpoint"),
+          lambda r: evaluation.evaluate_checkpoint(app.jobs, r))
+    _tool(server, "job_status", JobIdInput, JobStatusOutput,
+          "State of a training or evaluation job: queued/running/succeeded/failed/cancelled, step of max_steps, "
+          "latest metrics (loss, rewards/accuracies, rewards/margins), the result when done, the log tail on failure.",
+          _hints("Job status", read_only=True, idempotent=True),
+          lambda r: app.jobs.status(r.job_id))
+    _tool(server, "cancel_job", JobIdInput, JobStatusOutput,
+          "Stop a queued or running job (its process group is terminated); finished jobs are left as they are.",
+          _hints("Cancel a job", destructive=True, idempotent=True),
+          lambda r: app.jobs.cancel(r.job_id))
+    _tool(server, "list_jobs", EmptyInput, ListJobsOutput,
+          "All training and evaluation jobs, newest first, with their state and latest metrics.",
+          _hints("List jobs", read_only=True, idempotent=True),
+          lambda r: ListJobsOutput(jobs=app.jobs.list()))
+
+    @server.resource("episodes://{episode_id}", name="episode", mime_type="application/json",
+                     description="A stored episode: task, code, execution outcome and its judgments.")
+    def episode_resource(episode_id: str) -> str:
+        episode = episodes.get_episode(app.store, episode_id)
+        episode["judgments"] = app.store.rows("judgments", "episode_id = ?", [episode_id])
+        return json.dumps(episode, indent=2)
+
+    @server.resource("jobs://{job_id}", name="job", mime_type="application/json",
+                     description="A training or evaluation job with its config, progress and result.")
+    def job_resource(job_id: str) -> str:
+        job = app.jobs.get(job_id)
+        return json.dumps({**app.jobs.describe(job).model_dump(), "config": job["config"]}, indent=2)
+
+    @server.resource("stats://summary", name="summary", mime_type="application/json",
+                     description="Counts of episodes, judgments, preference pairs, jobs and evaluations.")
+    def summary_resource() -> str:
+        tables = ("episodes", "judgments", "preferences", "jobs", "evaluations")
+        return json.dumps({table: app.store.count(table) for table in tables})
+
+    return server
+
+
+async def _poll_jobs(app: App) -> None:
+    """Starts queued jobs and records finished ones even when no client is asking."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(app.jobs.refresh_all)
+        except Exception:  # keep polling; a broken row must not stop the server
+            logger.exception("job refresh failed")
+        await anyio.sleep(JOB_POLL_S)

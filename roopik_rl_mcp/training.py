@@ -1,0 +1,48 @@
+"""start_dpo: export the preference pairs and launch `trainers/dpo.py` as a background job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from roopik_rl_mcp.config import python_executable, trainers_dir
+from roopik_rl_mcp.errors import UserError
+from roopik_rl_mcp.jobs import JobManager
+from roopik_rl_mcp.preferences import export_preferences
+from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput
+
+MIN_PAIRS = 1
+
+
+def check_model_reference(value: str | None, field: str) -> None:
+    """A path-looking model must exist; a hub id (`org/name`) is passed on for from_pretrained."""
+    if value is None or value == "tiny":
+        return
+    looks_like_path = value.startswith(("/", ".", "~")) or Path(value).expanduser().exists() or value.count("/") > 1
+    if looks_like_path and not Path(value).expanduser().exists():
+        raise UserError(field, f"model path {value!r} does not exist")
+
+
+def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
+    check_model_reference(request.base_model, "base_model")
+    exported: dict = {}
+
+    def prepare(job_dir: Path) -> dict:
+        export = export_preferences(jobs.store, ExportPreferencesInput(
+            path=str(job_dir / "pairs.jsonl"), min_margin=request.min_margin))
+        if export.n_pairs < MIN_PAIRS:
+            raise UserError("min_margin", f"no preference pairs to train on (0 pairs with margin >= {request.min_margin}); "
+                                          "log some with log_preference first")
+        exported["n_pairs"] = export.n_pairs
+        return {"dataset_path": export.path}
+
+    config = {
+        "base_model": request.base_model if request.base_model != "tiny" else None,
+        "lora_r": request.lora_r, "lora_alpha": request.lora_alpha, "beta": request.beta,
+        "learning_rate": request.learning_rate, "max_steps": request.max_steps,
+        "num_train_epochs": request.epochs, "batch_size": request.batch_size, "max_length": request.max_length,
+    }
+    script = str(trainers_dir() / "dpo.py")
+    job = jobs.submit("dpo", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+                      prepare=prepare)
+    return StartJobOutput(job_id=job["id"], kind="dpo", status=job["status"], output_dir=job["output_dir"],
+                          n_pairs=exported.get("n_pairs"))
