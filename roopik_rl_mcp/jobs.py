@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from roopik_rl_mcp.config import REPO_ROOT, paths, python_executable
+from roopik_rl_mcp.config import REPO_ROOT, paths
 from roopik_rl_mcp.errors import NotFound
 from roopik_rl_mcp.schemas import JobStatusOutput
 from roopik_rl_mcp.store import Store, new_id
@@ -89,7 +90,11 @@ class JobManager:
         config = {**config, "job_id": job_id, "output_dir": str(output_dir),
                   "progress_path": str(job_dir / "progress.jsonl"), "tiny_model_path": str(paths().tiny_model)}
         if prepare:
-            config.update(prepare(job_dir))
+            try:
+                config.update(prepare(job_dir))
+            except BaseException:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                raise
         config["argv"] = argv(job_dir / "config.json")
         (job_dir / "config.json").write_text(json.dumps(config, indent=2))
         row = self.store.insert("jobs", {

