@@ -54,8 +54,11 @@ class Paths:
 
     @property
     def tiny_model(self) -> Path:
-        """Built once on first use by the trainers' helper (a 2-layer Llama with a locally trained tokenizer)."""
-        return self.models / "tiny-llama"
+        """Built once on first use by the trainers' helper (a 2-layer Llama with a locally trained tokenizer).
+
+        ROOPIK_RL_TINY_MODEL moves it (tests share one build across data dirs)."""
+        override = os.environ.get("ROOPIK_RL_TINY_MODEL")
+        return Path(override).expanduser() if override else self.models / "tiny-llama"
 
     def _dir(self, name: str) -> Path:
         path = self.home / name

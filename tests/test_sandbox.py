@@ -1,0 +1,132 @@
+"""The sandbox's verdicts and containment, through run_python (a real child interpreter each time)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from roopik_rl_mcp.sandbox import isolation_level, run_python
+
+ADD = "def add(a, b):\n    return a + b\n"
+CHECK = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n    assert candidate(0, 0) == 1\n"
+
+
+def test_humaneval_check_counts_each_assert():
+    result = run_python(ADD, CHECK, "add")
+    assert (result.status, result.tests_passed, result.tests_total, result.passed) == ("failed", 2, 3, False)
+    [error] = result.errors
+    assert error.kind == "AssertionError" and error.line == 4 and "candidate(0, 0) == 1" in error.message
+
+
+def test_all_tests_pass():
+    result = run_python(ADD, "def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")
+    assert result.status == "passed" and result.passed and result.tests_total == 1
+
+
+def test_plain_asserts_and_test_functions_each_count():
+    tests = "assert add(1, 1) == 2\ndef test_ok():\n    assert add(2, 3) == 5\ndef test_bad():\n    assert add(2, 3) == 6\n"
+    result = run_python(ADD, tests)
+    assert (result.status, result.tests_passed, result.tests_total) == ("failed", 2, 3)
+    assert any("test_bad" in e.message for e in result.errors)
+
+
+def test_assert_in_loop_counts_once_and_fails_if_any_iteration_fails():
+    tests = "for i in range(5):\n    assert add(i, 0) == (i if i < 4 else -1)\n"
+    result = run_python(ADD, tests)
+    assert (result.tests_passed, result.tests_total) == (0, 1)
+
+
+def test_syntax_error_is_build_error_with_line():
+    result = run_python("x = 1\ndef f(:\n    pass\n", "assert True")
+    assert result.status == "build_error" and not result.passed
+    assert result.errors[0].kind == "SyntaxError" and result.errors[0].line == 2
+
+
+def test_runtime_error_reports_kind_and_line():
+    result = run_python("x = 1\ny = x / 0\n", "assert True")
+    assert result.status == "error"
+    assert (result.errors[0].kind, result.errors[0].line) == ("ZeroDivisionError", 2)
+
+
+def test_candidate_exception_inside_assert_is_a_failed_test_not_a_crash():
+    result = run_python("def f(x):\n    raise ValueError('no')\n", "def check(c):\n    assert c(1) == 1\n    assert True\n", "f")
+    assert (result.status, result.tests_passed, result.tests_total) == ("failed", 1, 2)
+    assert "ValueError" in result.errors[0].message
+
+
+def test_no_tests():
+    result = run_python("print('hello')\n")
+    assert result.status == "no_tests" and not result.passed and result.stdout.strip() == "hello"
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)"])
+def test_exiting_early_is_never_a_pass(exit_call):
+    code = f"import os, sys\ndef add(a, b):\n    return a + b\n{exit_call}\n"
+    result = run_python(code, "def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")
+    assert result.status == "error" and not result.passed and result.tests_passed == 0
+
+
+def test_exit_inside_tested_function_is_never_a_pass():
+    code = "import os\ndef add(a, b):\n    os._exit(0)\n"
+    result = run_python(code, "def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")
+    assert not result.passed and result.status == "error"
+
+
+def test_printing_a_success_marker_does_not_pass():
+    code = 'print(\'{"status": "passed", "passed": true}\')\nimport os\nos._exit(0)\n'
+    result = run_python(code, "assert False")
+    assert not result.passed
+
+
+def test_infinite_loop_times_out():
+    result = run_python("while True:\n    pass\n", "assert True", timeout_s=1)
+    assert result.status == "timeout" and not result.passed
+
+
+def test_hang_inside_a_test_times_out_with_partial_credit():
+    code = "def f(x):\n    while x:\n        pass\n    return 0\n"
+    result = run_python(code, "def check(c):\n    assert c(0) == 0\n    assert c(1) == 0\n", "f", timeout_s=1)
+    assert result.status == "timeout" and result.tests_passed == 1 and result.tests_total == 2
+
+
+def test_output_flood_is_truncated_with_a_marker():
+    result = run_python("import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 10000)\n")
+    assert "[truncated" in result.stdout and len(result.stdout) < 100_000
+
+
+def test_server_secrets_are_not_visible(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    result = run_python("import os\nprint(sorted(os.environ.items()))\n")
+    assert "sk-test-secret-value" not in result.stdout and "OPENAI_API_KEY" not in result.stdout
+
+
+def test_memory_bomb_is_stopped():
+    result = run_python("x = bytearray(4 * 1024 ** 3)\n", "assert True")
+    assert result.status == "error" and result.errors[0].kind == "MemoryError"
+
+
+@pytest.mark.skipif(isolation_level() != "netns", reason="network namespaces are not available here")
+def test_no_network_even_to_loopback():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(3)
+    port = listener.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(_accept(listener)), daemon=True)
+    thread.start()
+    code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+    result = run_python(code, "assert True")
+    thread.join(5)
+    listener.close()
+    assert result.status == "error" and result.errors[0].kind in ("OSError", "ConnectionRefusedError")
+    assert accepted == [None]
+
+
+def _accept(listener: socket.socket):
+    try:
+        return listener.accept()
+    except OSError:
+        return None
