@@ -18,8 +18,14 @@ from roopik_rl_mcp.schemas import Scores
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
+def _setting(name: str) -> str | None:
+    """An env value, ignoring unsubstituted `${env:...}` placeholders some MCP clients pass through."""
+    value = os.environ.get(name)
+    return None if not value or value.startswith("${") else value
+
+
 def configured() -> bool:
-    return bool(os.environ.get("ROOPIK_JUDGE_BASE_URL"))
+    return bool(_setting("ROOPIK_JUDGE_BASE_URL"))
 
 
 class JudgeUnavailable(RuntimeError):
@@ -65,12 +71,12 @@ def judge(episode: dict, model: str | None = None, timeout_s: float = 60.0) -> t
     import openai  # lazy: keeps server start fast
 
     client = openai.OpenAI(
-        base_url=os.environ.get("ROOPIK_JUDGE_BASE_URL"),
-        api_key=os.environ.get("ROOPIK_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY") or "not-needed",
+        base_url=_setting("ROOPIK_JUDGE_BASE_URL"),
+        api_key=_setting("ROOPIK_JUDGE_API_KEY") or _setting("OPENAI_API_KEY") or "not-needed",
         timeout=timeout_s,
         max_retries=1,
     )
-    model = model or os.environ.get("ROOPIK_JUDGE_MODEL") or DEFAULT_MODEL
+    model = model or _setting("ROOPIK_JUDGE_MODEL") or DEFAULT_MODEL
     content: list[dict] = [{"type": "text", "text": _render_user(episode)}]
     screenshot = episode.get("screenshot_path")
     if screenshot and Path(screenshot).is_file():
