@@ -1,0 +1,275 @@
+"""LoRA DPO on preference pairs with TRL's DPOTrainer, as one readable script.
+
+    python trainers/dpo.py --config job.json        (or: python -m trainers.dpo --config job.json)
+
+Config keys (JSON object):
+    dataset_path     JSONL with string fields "prompt", "chosen", "rejected" (other fields ignored)
+    output_dir       where the adapter, tokenizer and training_summary.json go
+    progress_path    JSON-lines progress file (default: output_dir/progress.jsonl)
+    base_model       hub id, local model dir, LoRA adapter dir (training continues that adapter),
+                     or null/"tiny" for the built-in tiny model
+    tiny_model_path  where the tiny model is built/reused (default: $ROOPIK_RL_HOME/models/tiny-llama)
+    lora_r 8, lora_alpha 16, lora_dropout 0.05, lora_target_modules ["q_proj","k_proj","v_proj","o_proj"]
+    beta 0.1, learning_rate (5e-4 for tiny, 5e-5 otherwise), max_steps (int or null),
+    num_train_epochs 1 (used when max_steps is null), batch_size 2, gradient_accumulation_steps 1,
+    max_length 512, seed 42, logging_steps 1, gradient_checkpointing (default: on for CUDA + real model),
+    pref_eval_max_pairs 256 (pairs scored before/after training for the summary)
+
+The summary's before/after numbers are plain sequence log-probs: margin = logp(chosen|prompt) -
+logp(rejected|prompt), accuracy = fraction of pairs with margin > 0, under the base (or starting
+adapter) model and under the trained adapter. They are measured on the training pairs, so they show
+that training moved the model, not that it generalises.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trainers.common import (  # noqa: E402
+    ProgressCallback,
+    ProgressWriter,
+    apply_thread_env,
+    is_tiny,
+    load_model_and_tokenizer,
+    pick_device,
+    run_main,
+    save_json,
+)
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]  # attention projections of Llama/Qwen2/Mistral
+
+
+def _checkpointing_field() -> str:
+    """transformers 5.x renamed `gradient_checkpointing` to `activation_checkpointing` (old name warns)."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
+def _get(config: dict[str, Any], key: str, default: Any) -> Any:
+    """Config value, with JSON null treated like a missing key."""
+    value = config.get(key)
+    return default if value is None else value
+
+
+def read_pairs(path: str | Path) -> list[dict[str, str]]:
+    """Load and validate preference pairs; a bad line fails the job with its line number."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key in ("prompt", "chosen", "rejected"):
+                if not isinstance(row.get(key), str) or (key != "prompt" and not row[key]):
+                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a non-empty string")
+            pairs.append({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]})
+    if not pairs:
+        raise ValueError(f"{path}: no preference pairs")
+    return pairs
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def score_pairs(model: Any, tokenizer: Any, pairs: list[dict[str, str]], max_length: int, batch_size: int) -> list[tuple[float, float]]:
+    """Sum log-prob of chosen and rejected completions given the prompt, tokenized the way DPOTrainer does.
+
+    Like TRL: EOS appended to completions, the prompt is the common token prefix of prompt and
+    prompt+completion, sequences truncated to max_length keeping the start.
+    """
+    import torch
+
+    eos = tokenizer.eos_token or ""
+    seqs: list[tuple[list[int], int]] = []
+    for pair in pairs:
+        prompt_ids = tokenizer(pair["prompt"])["input_ids"]
+        full = {}
+        for key in ("chosen", "rejected"):
+            text = pair[key] if pair[key].endswith(eos) else pair[key] + eos
+            full[key] = tokenizer(pair["prompt"] + text)["input_ids"]
+        n_prompt = min(_common_prefix(prompt_ids, full["chosen"]), _common_prefix(prompt_ids, full["rejected"]))
+        n_prompt = max(n_prompt, 1)  # the first token has no prediction; score from the second
+        seqs += [(full["chosen"][:max_length], n_prompt), (full["rejected"][:max_length], n_prompt)]
+
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[float] = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(seqs), 2 * batch_size):
+            chunk = seqs[start : start + 2 * batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            scored = torch.zeros((len(chunk), width), dtype=torch.bool)  # positions whose token is scored
+            for i, (ids, n_prompt) in enumerate(chunk):
+                input_ids[i, : len(ids)] = torch.tensor(ids)
+                attention[i, : len(ids)] = 1
+                scored[i, n_prompt : len(ids)] = True
+            input_ids, attention, scored = input_ids.to(device), attention.to(device), scored.to(device)
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+            token_logps = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+            scores += (token_logps * scored[:, 1:]).sum(-1).tolist()
+    model.train(was_training)
+    return [(scores[i], scores[i + 1]) for i in range(0, len(scores), 2)]
+
+
+def preference_stats(scores: list[tuple[float, float]]) -> dict[str, float]:
+    margins = [c - r for c, r in scores]
+    return {
+        "pref_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "logp_margin": sum(margins) / len(margins),
+    }
+
+
+def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
+    apply_thread_env()
+    started = time.time()
+    output_dir = Path(config["output_dir"]).expanduser().resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    progress.message(f"loading dataset {config['dataset_path']}")
+    pairs = read_pairs(config["dataset_path"])
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from trl import DPOConfig, DPOTrainer
+
+    base_model = config.get("base_model")
+    progress.message("loading tiny model" if is_tiny(base_model) else f"loading model {base_model}")
+    model, tokenizer = load_model_and_tokenizer(
+        base_model, tiny_path=config.get("tiny_model_path"), is_trainable=True, progress=progress
+    )
+    continuing = isinstance(model, PeftModel)  # base_model was an adapter dir: keep training that adapter
+    base_path = (model.get_base_model() if continuing else model).name_or_path
+    base_is_tiny = (Path(base_path) / "tiny_model.json").is_file()
+    device, _ = pick_device()
+    on_cuda = device == "cuda"
+
+    max_length = int(config.get("max_length") or 512)
+    batch_size = int(config.get("batch_size") or 2)
+    eval_pairs = pairs[: int(config.get("pref_eval_max_pairs") or 256)]
+    progress.message(f"scoring {len(eval_pairs)} pairs before training")
+    before = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size)
+
+    max_steps = config.get("max_steps")
+    gradient_checkpointing = config.get("gradient_checkpointing")
+    if gradient_checkpointing is None:
+        gradient_checkpointing = on_cuda and not base_is_tiny
+    checkpointing_field = _checkpointing_field()
+    args = DPOConfig(
+        output_dir=str(output_dir),
+        beta=float(_get(config, "beta", 0.1)),
+        learning_rate=float(config.get("learning_rate") or (5e-4 if base_is_tiny else 5e-5)),
+        max_steps=int(max_steps) if max_steps else -1,
+        num_train_epochs=float(config.get("num_train_epochs") or 1),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=int(config.get("gradient_accumulation_steps") or 1),
+        max_length=max_length,  # TRL 1.x: no max_prompt_length; whole sequence truncated keeping the start
+        seed=int(_get(config, "seed", 42)),
+        logging_steps=int(config.get("logging_steps") or 1),
+        **{checkpointing_field: bool(gradient_checkpointing)},  # TRL defaults it to True
+        use_cpu=not on_cuda,
+        bf16=on_cuda and model.dtype == torch.bfloat16,  # TRL defaults bf16 to True, even on CPU
+        fp16=False,
+        report_to="none",
+        save_strategy="no",
+        dataloader_num_workers=0,
+        disable_tqdm=True,  # the progress file is the progress bar
+    )
+    peft_config = None
+    if not continuing:
+        peft_config = LoraConfig(
+            r=int(_get(config, "lora_r", 8)),
+            lora_alpha=int(_get(config, "lora_alpha", 16)),
+            lora_dropout=float(_get(config, "lora_dropout", 0.05)),
+            target_modules=config.get("lora_target_modules") or DEFAULT_TARGET_MODULES,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+    else:
+        progress.message("base_model is a LoRA adapter: continuing it (lora_* keys ignored, reference = that adapter)")
+
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(pairs),
+        processing_class=tokenizer,  # TRL 1.x name; `tokenizer=` is gone
+        peft_config=peft_config,
+        callbacks=[ProgressCallback(progress)],
+    )
+    progress.message(f"training on {len(pairs)} pairs")
+    result = trainer.train()
+
+    progress.message(f"saving adapter to {output_dir}")
+    if continuing and "ref" in trainer.model.peft_config:  # TRL's frozen reference copy; not part of the result
+        trainer.model.delete_adapter("ref")
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    adapter_config_path = output_dir / "adapter_config.json"
+    adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = base_path  # reloadable from the adapter dir alone
+    save_json(adapter_config_path, adapter_config)
+
+    progress.message(f"scoring {len(eval_pairs)} pairs after training")
+    after = score_pairs(trainer.model, tokenizer, eval_pairs, max_length, batch_size)
+
+    stats_before, stats_after = preference_stats(before), preference_stats(after)
+    beta = args.beta
+    # DPO's implicit reward: beta * (log pi - log pi_ref), per completion; compare chosen vs rejected.
+    reward_margins = [beta * ((ac - bc) - (ar - br)) for (bc, br), (ac, ar) in zip(before, after)]
+    last_log = next((log for log in reversed(trainer.state.log_history) if "loss" in log), {})
+    final_metrics = {k: v for k, v in {**last_log, **result.metrics}.items() if isinstance(v, (int, float))}
+    metrics: dict[str, Any] = {
+        "n_pairs": len(pairs),
+        "n_pairs_scored": len(eval_pairs),
+        "steps": trainer.state.global_step,
+        "pref_accuracy_before": stats_before["pref_accuracy"],
+        "pref_accuracy_after": stats_after["pref_accuracy"],
+        "logp_margin_before": stats_before["logp_margin"],
+        "logp_margin_after": stats_after["logp_margin"],
+        "implicit_reward_margin": sum(reward_margins) / len(reward_margins),
+        "implicit_reward_accuracy": sum(m > 0 for m in reward_margins) / len(reward_margins),
+        "train_loss": float(result.training_loss),
+        "wall_seconds": round(time.time() - started, 2),
+        **{k: float(v) for k, v in final_metrics.items() if k not in ("step",)},
+    }
+    save_json(
+        output_dir / "training_summary.json",
+        {
+            "method": "dpo-lora",
+            "base_model": base_path,
+            "base_model_is_tiny": base_is_tiny,
+            "continued_adapter": continuing,
+            "dataset_path": str(config["dataset_path"]),
+            "n_pairs": len(pairs),
+            "steps": trainer.state.global_step,
+            "config": config,
+            "final_metrics": final_metrics,
+            "preference_before": stats_before,
+            "preference_after": stats_after,
+            "metrics": metrics,
+        },
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    run_main(train)
