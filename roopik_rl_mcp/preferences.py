@@ -94,7 +94,7 @@ def _auto_pairs(store: Store, request: LogPreferenceInput, skipped: list[Skipped
             margin = better["reward"] - worse["reward"]
             if margin < request.min_margin or margin <= 0:
                 if margin > 0:
-                    skipped.append(SkippedPair(reason=f"reward margin {margin:.3f} is below min_margin",
+                    skipped.append(SkippedPair(reason="reward margin is below min_margin", margin=round(margin, 6),
                                                chosen_episode_id=better["id"], rejected_episode_id=worse["id"]))
                 continue
             prompt = better["task"]

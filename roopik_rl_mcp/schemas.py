@@ -148,6 +148,7 @@ class SkippedPair(BaseModel):
     chosen_episode_id: str | None = None
     rejected_episode_id: str | None = None
     existing_id: str | None = None
+    margin: float | None = None
 
 
 class LogPreferenceOutput(BaseModel):
