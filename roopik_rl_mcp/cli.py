@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = commands.add_parser("demo", help="run the whole loop offline through a real MCP session")
     p.add_argument("--tasks", type=int, default=4, help="HumanEval tasks to build candidates from")
-    p.add_argument("--steps", type=int, default=30, help="DPO optimizer steps on the tiny model")
+    p.add_argument("--steps", type=int, default=100, help="DPO optimizer steps on the tiny model")
     p.add_argument("--eval-tasks", type=int, default=4, help="HumanEval tasks for the pass@k comparison")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.set_defaults(func=demo)

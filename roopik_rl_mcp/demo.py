@@ -32,7 +32,7 @@ For real gains pass start_dpo(base_model=...) / evaluate_checkpoint(model=...) a
 @dataclass
 class DemoOptions:
     n_tasks: int = 4
-    dpo_steps: int = 30
+    dpo_steps: int = 100
     eval_tasks: int = 4
     max_new_tokens: int = 64
     home: str | None = None
@@ -143,8 +143,8 @@ async def run_demo(options: DemoOptions) -> int:
         say(f"  {len(prefs['created'])} new pairs, {prefs['total_pairs']} stored in all; skipped: {reasons or 'none'}")
 
         say(f"\n3. start_dpo on the tiny model ({options.dpo_steps} steps)")
-        job = await call(client, "start_dpo", max_steps=options.dpo_steps, batch_size=2, max_length=384,
-                         learning_rate=5e-4, min_margin=0.1, name="demo")
+        job = await call(client, "start_dpo", max_steps=options.dpo_steps, batch_size=4, max_length=384,
+                         learning_rate=2e-3, lora_r=16, lora_alpha=32, min_margin=0.1, name="demo")
         say(f"  job {job['job_id']} on {job['n_pairs']} pairs -> {job['output_dir']}")
         dpo = await wait_for(client, job["job_id"], "dpo")
         if dpo["status"] != "succeeded":
@@ -177,9 +177,13 @@ def print_summary(episodes: list[dict], prefs: dict, dpo: dict, evaluation: dict
     say(f"Preference pairs: {len(prefs['created'])} new, {prefs['total_pairs']} stored")
     metrics = dpo.get("metrics") or {}
     say(f"DPO ({dpo['job_id']}): {dpo.get('step')}/{dpo.get('max_steps')} steps, adapter in {dpo['output_dir']}")
-    for key, label in (("pref_accuracy", "preference accuracy on the pairs"), ("logp_margin", "mean log-prob margin")):
+    for key, label in (("pref_accuracy", "share of pairs where log p(chosen) > log p(rejected)"),
+                       ("logp_margin", "mean log p(chosen) - log p(rejected)")):
         if f"{key}_before" in metrics:
             say(f"  {label}: before {metrics[f'{key}_before']:.3f} -> after {metrics[f'{key}_after']:.3f}")
+    if "implicit_reward_accuracy" in metrics:
+        say(f"  DPO implicit reward vs the reference model: accuracy {metrics['implicit_reward_accuracy']:.3f}, "
+            f"margin {metrics['implicit_reward_margin']:.3f}")
     for key in ("loss", "rewards/accuracies", "rewards/margins"):
         if key in metrics:
             say(f"  last logged {key}: {metrics[key]:.4f}")
