@@ -1,0 +1,53 @@
+"""log_preference calls per second over stdio (each a distinct explicit pair, so each is a real insert).
+
+Baseline in the same run: raw sqlite-utils inserts of the same rows into a WAL database, one
+transaction each (what the store does per pair, without MCP, validation and dedup lookups).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import anyio
+import sqlite_utils
+from mcp import Client
+
+from _common import stdio_server
+
+CALLS = 300
+
+
+def rows(n: int) -> list[dict]:
+    return [{"prompt": f"task {i}", "chosen": f"def f():\n    return {i}\n", "rejected": f"def f():\n    return {-i - 1}\n",
+             "chosen_reward": 0.9, "rejected_reward": 0.2} for i in range(n)]
+
+
+async def main() -> None:
+    db = sqlite_utils.Database(tempfile.mktemp(suffix=".db"))
+    db.enable_wal()
+    started = time.perf_counter()
+    for row in rows(CALLS):
+        db["preferences"].insert(row)
+    raw_rate = CALLS / (time.perf_counter() - started)
+
+    async with Client(stdio_server()) as client:
+        await client.list_tools()
+        started = time.perf_counter()
+        for row in rows(CALLS):
+            result = await client.call_tool("log_preference", row)
+            assert not result.is_error and len(result.structured_content["created"]) == 1
+        rate = CALLS / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for row in rows(CALLS // 3):  # the same pairs again: all detected as duplicates
+            result = await client.call_tool("log_preference", row)
+            assert result.structured_content["skipped"][0]["reason"].startswith("duplicate")
+        dup_rate = (CALLS // 3) / (time.perf_counter() - started)
+    print(f"log_preference, {CALLS} distinct explicit pairs, sequential calls over stdio")
+    print(f"  raw sqlite-utils insert (baseline) {raw_rate:9.0f} rows/s")
+    print(f"  log_preference (new pairs)         {rate:9.0f} calls/s")
+    print(f"  log_preference (duplicates)        {dup_rate:9.0f} calls/s")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
