@@ -11,8 +11,6 @@ import pytest
 from mcp import Client
 
 from conftest import call
-from roopik_rl_mcp.server import build_server
-from roopik_rl_mcp.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -85,13 +83,15 @@ async def test_cancel_stops_a_running_job_and_queued_jobs_wait(client, store, mo
     assert again["status"] == "cancelled"
 
 
-async def test_jobs_survive_a_server_restart(home, store):
-    async with Client(build_server(store)) as first:
+async def test_jobs_survive_a_server_restart(home):
+    """The job outlives the server process that started it; a new server process reports its end."""
+    from test_stdio_http import server_params
+
+    async with Client(server_params(home), read_timeout_seconds=60) as first:
         await log_pairs(first)
         started = await call(first, "start_dpo", max_steps=3, batch_size=2, max_length=64)
-    store.close()
-    # A new server process would open the same database: the job is still known, and completes.
-    async with Client(build_server(Store(home / "episodes.db"))) as second:
+    # The first server process has exited with its stdio session.
+    async with Client(server_params(home), read_timeout_seconds=60) as second:
         done = await wait_done(second, started["job_id"])
         assert done["status"] == "succeeded", done.get("log_tail")
         assert done["step"] == 3
