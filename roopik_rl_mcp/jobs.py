@@ -29,6 +29,7 @@ from roopik_rl_mcp.store import Store, new_id
 
 ACTIVE = ("queued", "running")
 LOG_TAIL_LINES = 40
+STARTING_GRACE_S = 30.0
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
@@ -121,22 +122,35 @@ class JobManager:
         finally:
             log.close()
         self._children[job["id"]] = proc
-        self.store.update("jobs", job["id"], {"status": "running", "pid": proc.pid, "started_at": time.time(),
-                                              "pid_started": psutil.Process(proc.pid).create_time()})
+        self.store.update("jobs", job["id"], {"pid": proc.pid, "pid_started": psutil.Process(proc.pid).create_time()})
 
     # -- watching ----------------------------------------------------------------------------------
     def refresh_all(self) -> None:
         with self._lock:
             for job in self.store.rows("jobs", "status = 'running'"):
                 self._refresh(job)
-            running = self.store.count("jobs", "status = 'running'")
-            for job in self.store.rows("jobs", "status = 'queued'", order_by="created_at"):
-                if running >= self.max_running:
-                    break
+            while (job := self._claim_next()) is not None:
                 self._start(job)
-                running += 1
+
+    def _claim_next(self) -> dict | None:
+        """Atomically move the oldest queued job to running, if there is room.
+
+        Several server processes (one per MCP client) may share a data dir; the IMMEDIATE transaction
+        makes the count and the claim one step, so a job is never started twice.
+        """
+        with self.store.transaction() as db:
+            running = db.execute("select count(*) from jobs where status = 'running'").fetchone()[0]
+            if running >= self.max_running:
+                return None
+            row = db.execute("select id from jobs where status = 'queued' order by created_at limit 1").fetchone()
+            if row is None:
+                return None
+            db.execute("update jobs set status = 'running', started_at = ? where id = ?", [time.time(), row[0]])
+        return self.store.get("jobs", row[0])
 
     def _refresh(self, job: dict) -> None:
+        if job["pid"] is None and time.time() - (job["started_at"] or 0) < STARTING_GRACE_S:
+            return  # claimed a moment ago, by this or another server process; its pid is on the way
         events = read_progress(Path(job["config"]["progress_path"]))
         changes: dict[str, Any] = {}
         logs = [e for e in events if e.get("event") == "log"]
