@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("samples")
     p.add_argument("--k", type=int, nargs="+", default=[1, 10, 100])
     p.add_argument("--timeout", type=float, default=3.0)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, default=None, help="tests run at once (default: cores + 1)")
     p.set_defaults(func=eval_samples)
     args = parser.parse_args(argv)
     if not args.command:

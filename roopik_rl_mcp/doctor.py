@@ -6,6 +6,7 @@ import importlib.metadata
 import platform
 import shutil
 import sys
+import time
 
 from roopik_rl_mcp.config import paths
 
@@ -15,18 +16,32 @@ LIBRARIES = ("mcp", "anyio", "pydantic", "sqlite-utils", "openai", "pillow", "hu
 
 def report() -> tuple[str, bool]:
     from roopik_rl_mcp.judge import llm
-    from roopik_rl_mcp.sandbox import isolation_level, run_python
+    from roopik_rl_mcp.sandbox import BatchJob, run_batch, run_python
+    from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
     from roopik_rl_mcp.store import Store
 
     lines, ok = [], True
     lines.append(f"python      {sys.version.split()[0]} ({platform.machine()}, {platform.system()})")
-    level = isolation_level()
-    meaning = {"netns": "own user+network namespace: no network, loopback included; rlimits; scrubbed env",
-               "process": "rlimits, own process group, scrubbed env; network NOT cut (no user namespaces)"}
-    lines.append(f"sandbox     isolation={level}: {meaning.get(level, level)}")
+    isolation = sandbox_isolation()
+    level = isolation.level
+    lines.append(f"sandbox     isolation={level}: {isolation.describe()}")
+    if level != "bwrap":
+        lines.append("            weaker than bwrap: install bubblewrap (Debian: apt-get install bubblewrap) for "
+                     "full isolation")
+    for note in isolation.notes:
+        lines.append(f"            {note[:300]}")
+    started = time.perf_counter()
     probe = run_python("def f():\n    return 1\n", "assert f() == 1", timeout_s=5)
-    lines.append(f"            probe run: {probe.status} in {probe.duration_ms} ms")
+    single_ms = (time.perf_counter() - started) * 1000
+    lines.append(f"            single run: {probe.status} in {single_ms:.0f} ms (sandbox start-up included)")
     ok &= probe.passed
+    jobs = [BatchJob("def f(x):\n    return x + 1\n", f"assert f({i}) == {i + 1}", timeout_s=5) for i in range(24)]
+    started = time.perf_counter()
+    results = run_batch(jobs)
+    batch_ms = (time.perf_counter() - started) * 1000
+    lines.append(f"            batch of {len(jobs)}: {sum(r.passed for r in results)} passed, "
+                 f"{batch_ms / len(jobs):.1f} ms per test")
+    ok &= all(r.passed for r in results)
     for name in LIBRARIES:
         try:
             version = importlib.metadata.version(name)

@@ -77,7 +77,8 @@ class CaptureFeedbackOutput(BaseModel):
     stdout: str
     stderr: str
     duration_ms: int
-    isolation: str = Field(description="Isolation level the code ran under.")
+    isolation: str = Field(description="Isolation level the code ran under: bwrap, netns+uid, netns, uid or process "
+                           "(strongest first; see docs/THREAT_MODEL.md).")
 
 
 # -- judge_output ------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation import service as evaluation
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.judge import judge_output
-from roopik_rl_mcp.sandbox import isolation_level
+from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
 from roopik_rl_mcp.schemas import (
     CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
@@ -104,8 +104,11 @@ def build_server(store: Store | None = None) -> MCPServer:
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:
-        logger.info("roopik-rl-mcp %s: data in %s, sandbox isolation %s", __version__, store.path.parent,
-                    isolation_level())
+        isolation = await anyio.to_thread.run_sync(sandbox_isolation)  # probed once: runs a tiny test
+        logger.info("roopik-rl-mcp %s: data in %s, sandbox isolation %s (%s)", __version__, store.path.parent,
+                    isolation.level, isolation.describe())
+        for note in isolation.notes:
+            logger.warning("sandbox: %s", note)
         async with anyio.create_task_group() as group:
             group.start_soon(_poll_jobs, app)
             yield app

@@ -265,13 +265,19 @@ class Generator:
 
 def execute(task: Task, completion: str, timeout_s: float) -> tuple[str, bool]:
     """Run `prompt + completion` against the task's `check(candidate)` tests; returns (status, passed)."""
-    from roopik_rl_mcp.sandbox import run_python
+    return execute_many(task, [completion], timeout_s)[0]
 
+
+def execute_many(task: Task, completions: list[str], timeout_s: float) -> list[tuple[str, bool]]:
+    """All completions of one task through one sandbox batch (a warm fork server, one fork per test)."""
+    from roopik_rl_mcp.sandbox import BatchJob, run_batch
+
+    jobs = [BatchJob(task.prompt + completion, task.test, task.entry_point, timeout_s) for completion in completions]
     try:
-        res = run_python(task.prompt + completion, tests=task.test, entry_point=task.entry_point, timeout_s=timeout_s)
-    except Exception as exc:  # a sandbox crash counts against this sample, not the whole run
-        return f"error:{type(exc).__name__}", False
-    return str(getattr(res.status, "value", res.status)), bool(res.passed)
+        results = run_batch(jobs)
+    except Exception as exc:  # a sandbox crash counts against these samples, not the whole run
+        return [(f"error:{type(exc).__name__}", False)] * len(completions)
+    return [(str(getattr(r.status, "value", r.status)), bool(r.passed)) for r in results]
 
 
 def evaluate_model(
@@ -293,14 +299,11 @@ def evaluate_model(
         samples = gen.sample(task.prompt, cfg.n_samples)
         statuses: list[str] = []
         c = 0
-        cache: dict[str, tuple[str, bool]] = {}  # identical completions (e.g. greedy) run once
-        first = ""
-        for j, (raw, n_tok) in enumerate(samples):
-            completion = truncate_completion(raw)
-            if j == 0:
-                first = completion
-            if completion not in cache:
-                cache[completion] = execute(task, completion, cfg.timeout_s)
+        completions = [truncate_completion(raw) for raw, _ in samples]
+        unique = list(dict.fromkeys(completions))  # identical completions (e.g. greedy) run once
+        cache = dict(zip(unique, execute_many(task, unique, cfg.timeout_s)))
+        first = completions[0] if completions else ""
+        for completion, (raw, n_tok) in zip(completions, samples):
             status, ok = cache[completion]
             statuses.append(status)
             c += ok

