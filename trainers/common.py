@@ -93,6 +93,8 @@ def apply_thread_env() -> None:
         import torch
 
         torch.set_num_threads(int(value))
+        with contextlib.suppress(RuntimeError):  # settable only before any parallel work has started
+            torch.set_num_interop_threads(int(value))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,8 +172,8 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc,valid-type]
 # --------------------------------------------------------------------------------------------------
 
 
-class Cancelled(Exception):
-    """Raised from the SIGTERM handler so the normal failure path writes the end event."""
+class Cancelled(BaseException):
+    """Raised from the SIGTERM handler; a BaseException so no `except Exception` in a job swallows it."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
@@ -189,7 +191,8 @@ def run_main(fn: Callable[[dict[str, Any], ProgressWriter], dict[str, Any] | Non
         print(f"error: cannot read config: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
 
-    output_dir = config.get("output_dir")
+    output_dir = config.get("output_dir") or (
+        str(Path(config["result_path"]).expanduser().resolve().parent) if config.get("result_path") else None)
     progress_path = config.get("progress_path") or (Path(output_dir or ".") / "progress.jsonl")
     progress = ProgressWriter(progress_path)
     signal.signal(signal.SIGTERM, _on_sigterm)

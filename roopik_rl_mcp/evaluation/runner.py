@@ -26,10 +26,8 @@ import gc
 import json
 import os
 import random
-import signal
 import sys
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +38,12 @@ if str(REPO_ROOT) not in sys.path:  # `trainers` is a top-level package next to 
     sys.path.insert(0, str(REPO_ROOT))
 
 from roopik_rl_mcp.evaluation.metrics import aggregate_pass_at_k  # noqa: E402
+from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 from roopik_rl_mcp.evaluation.tasks import Task, load_tasks  # noqa: E402
 
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 """Standard HumanEval stops: anything at column 0 after the function body ends the completion."""
 MAX_STORED_COMPLETION = 2000
-
-
-class Cancelled(BaseException):
-    """Raised by the SIGTERM handler; a BaseException so per-sample `except Exception` cannot swallow it."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
-    raise Cancelled("cancelled")
 
 
 def truncate_completion(text: str, stops: tuple[str, ...] = STOP_SEQUENCES) -> str:
@@ -155,23 +146,6 @@ def parse_config(raw: Any) -> EvalConfig:
         timeout_s=_float(raw, "timeout_s", 10.0, 0.0, exclusive=True),
         batch_size=_int(raw, "batch_size", 8),
     )
-
-
-class Progress:
-    """Append-only JSON-lines progress log, flushed per event so the server can tail it live."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, "time": time.time(), **fields}, default=str)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-
-    def message(self, text: str) -> None:
-        self.emit("message", text=text)
 
 
 def _check_local_path(model: str | None) -> None:
@@ -281,7 +255,7 @@ def execute_many(task: Task, completions: list[str], timeout_s: float) -> list[t
 
 
 def evaluate_model(
-    index: int, spec: dict[str, Any], tasks: list[Task], cfg: EvalConfig, progress: Progress, step0: int, max_steps: int
+    index: int, spec: dict[str, Any], tasks: list[Task], cfg: EvalConfig, progress: ProgressWriter, step0: int, max_steps: int
 ) -> dict[str, Any]:
     """Generate, execute and score one model; emits a progress `log` event after each task."""
     label, name = spec["label"], spec["model"]
@@ -320,7 +294,7 @@ def evaluate_model(
                 "first_status": statuses[0],
             }
         )
-        progress.emit("log", step=step, max_steps=max_steps, metrics={"model_index": index, "passed_so_far": passed})
+        progress.log(step, max_steps, {"model_index": index, "passed_so_far": passed})
 
     del model, gen
     gc.collect()  # free this model before the next one loads
@@ -338,19 +312,6 @@ def evaluate_model(
     }
 
 
-def _set_threads() -> None:
-    """Honour OMP_NUM_THREADS explicitly: evaluation shares a small machine with the server and trainers."""
-    import torch
-
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:
-        torch.set_num_threads(int(threads))
-        try:
-            torch.set_num_interop_threads(int(threads))
-        except RuntimeError:  # only settable before any parallel work has started
-            pass
-
-
 def _seed_all(seed: int) -> None:
     """Python, numpy and torch (CPU and CUDA) RNGs."""
     import torch
@@ -365,18 +326,18 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: EvalConfig, progress: Progress) -> dict[str, Any]:
+def run(cfg: EvalConfig, progress: ProgressWriter) -> dict[str, Any]:
     """The whole evaluation; returns the result document (also written to `cfg.result_path`)."""
     tasks = load_tasks(cfg.benchmark, limit=cfg.limit, task_ids=cfg.task_ids)
     max_steps = len(cfg.models) * len(tasks) * cfg.n_samples
-    progress.emit("start", pid=os.getpid(), max_steps=max_steps)
+    progress.log(0, max_steps, {})
     notes: list[str] = []
     if cfg.temperature == 0 and cfg.n_samples > 1:
         notes.append("temperature 0 is greedy decoding: all n_samples completions per task are identical")
         progress.message(notes[-1])
     for spec in cfg.models:  # before importing torch: a typo'd path fails in well under a second
         _check_local_path(spec["model"])
-    _set_threads()
+    apply_thread_env()
 
     models: list[dict[str, Any]] = []
     step = 0
@@ -425,41 +386,17 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)  # readers never see a half-written result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="path to the JSON config")
-    args = parser.parse_args(argv)
+def evaluate(config: dict[str, Any], progress: ProgressWriter) -> dict[str, float]:
+    """The job body for trainers.common.run_main, which owns the end event, exit codes and SIGTERM."""
+    cfg = parse_config(config)
+    result = run(cfg, progress)
+    _write_json(cfg.result_path, result)
+    return summary_metrics(result)
 
-    try:
-        raw = json.loads(Path(args.config).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"cannot read config {args.config}: {exc}", file=sys.stderr)
-        return 2
-    progress_path = (raw.get("progress_path") if isinstance(raw, dict) else None) or (
-        Path(raw["result_path"]).with_name("progress.jsonl") if isinstance(raw, dict) and raw.get("result_path") else None
-    )
-    if progress_path is None:
-        print("config needs 'result_path' (and optionally 'progress_path')", file=sys.stderr)
-        return 2
-    progress = Progress(Path(progress_path).expanduser())
-    output_dir = str(Path(raw.get("result_path") or progress_path).expanduser().resolve().parent)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # the server cancels a job with SIGTERM
-    try:
-        cfg = parse_config(raw)
-        result = run(cfg, progress)
-        _write_json(cfg.result_path, result)
-        progress.emit("end", status="succeeded", error=None, metrics=summary_metrics(result), output_dir=output_dir)
-        return 0
-    except (Cancelled, KeyboardInterrupt):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not interrupt the end event
-        progress.emit("end", status="failed", error="cancelled", metrics={}, output_dir=output_dir)
-        return 143
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach the progress file
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        traceback.print_exc()
-        progress.emit("end", status="failed", error=f"{type(exc).__name__}: {exc}", metrics={}, output_dir=output_dir)
-        return 1
+
+def main(argv: list[str] | None = None) -> None:
+    run_main(evaluate, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -31,8 +31,10 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
         tasks = load_tasks(request.benchmark, limit=request.limit)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError("benchmark", str(exc)) from exc
+    models = models_to_compare(request.model, request.base_model)
     config = {
-        "models": models_to_compare(request.model, request.base_model),
+        "models": models,
+        "max_steps": len(models) * len(tasks) * request.n_samples,
         "benchmark": request.benchmark, "limit": request.limit, "n_samples": request.n_samples, "k": request.k,
         "temperature": request.temperature, "max_new_tokens": request.max_new_tokens, "seed": 0,
         "n_tasks": len(tasks),
