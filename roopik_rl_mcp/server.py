@@ -102,14 +102,18 @@ def build_server(store: Store | None = None) -> MCPServer:
     store = store or Store(paths().db)
     app = App(store=store, jobs=JobManager(store))
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[App]:
-        isolation = await anyio.to_thread.run_sync(sandbox_isolation)  # probed once: runs a tiny test
+    async def log_isolation() -> None:
+        """Probed once, in the background (it runs a tiny test): the first tools/list does not wait for it."""
+        isolation = await anyio.to_thread.run_sync(sandbox_isolation)
         logger.info("roopik-rl-mcp %s: data in %s, sandbox isolation %s (%s)", __version__, store.path.parent,
                     isolation.level, isolation.describe())
         for note in isolation.notes:
             logger.warning("sandbox: %s", note)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[App]:
         async with anyio.create_task_group() as group:
+            group.start_soon(log_isolation)
             group.start_soon(_poll_jobs, app)
             yield app
             group.cancel_scope.cancel()
