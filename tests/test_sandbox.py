@@ -132,3 +132,21 @@ def _accept(listener: socket.socket):
         return listener.accept()
     except OSError:
         return None
+
+
+def test_batch_of_distinct_tests_keeps_each_jobs_own_verdict():
+    """Tests are compiled a few jobs ahead; every job still gets the verdict of its own tests, in order."""
+    from roopik_rl_mcp.sandbox import BatchJob, run_batch
+
+    jobs = []
+    for i in range(12):
+        if i == 4:
+            tests = "def check(candidate):\n    assert candidate(1, 2) == (\n"  # not even valid Python
+        else:
+            tests = f"def check(candidate):\n    assert candidate({i}, 1) == {i + 1 if i % 3 else -1}\n"
+        jobs.append(BatchJob(ADD, tests, "add", 10))
+    results = run_batch(jobs, workers=1)
+    assert results[4].status == "error" and results[4].errors[0].kind == "TestSyntaxError"
+    for i, result in enumerate(results):
+        if i != 4:
+            assert result.passed == bool(i % 3), (i, result.status)

@@ -76,6 +76,7 @@ RECORD_FD = 3
 MESSAGE_CHARS = 2000
 MAX_TRACEBACK = 500
 WORKDIR_IN_SANDBOX = "/sandbox"
+AHEAD = 5
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
@@ -247,6 +248,18 @@ def _clone_into_namespaces() -> int:
     return pid
 
 
+def _tmpfs_keeping(target: str, options: str, keep) -> bool:
+    """An empty tmpfs over `target`, with the directories of `keep` below it bound back in (read-only)."""
+    inside = [p for p in keep if p.startswith(target + "/") and os.path.isdir(p)]
+    handles = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside]
+    ok = _mount_tmpfs(target, options)
+    for path, handle in zip(inside, handles):
+        os.makedirs(path, exist_ok=True)
+        ok &= _bind(f"/proc/self/fd/{handle}", path)
+        os.close(handle)
+    return ok
+
+
 def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
     """In the freshly cloned child: map its uid, then private tmpfs mounts. False if not possible."""
     # A non-dumpable process cannot write its own /proc/self/*_map; dumpable again only for this step.
@@ -267,15 +280,9 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
     for hidden in cfg.get("hide") or ():
         if not os.path.isdir(hidden) or workdir == hidden or workdir.startswith(hidden + "/"):
             continue
-        inside = [p for p in expose if p.startswith(hidden + "/") and os.path.isdir(p)]
-        handles = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside]
-        ok &= _mount_tmpfs(hidden, "size=64k,mode=0755")
-        for path, handle in zip(inside, handles):
-            os.makedirs(path, exist_ok=True)
-            ok &= _bind(f"/proc/self/fd/{handle}", path)
-            os.close(handle)
+        ok &= _tmpfs_keeping(hidden, "size=64k,mode=0755", expose)
         _libc.mount(None, hidden.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-    ok &= _mount_tmpfs("/tmp", f"size={size},mode=1777")
+    ok &= _tmpfs_keeping("/tmp", f"size={size},mode=1777", expose)
     if workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
         os.makedirs(workdir, mode=0o700, exist_ok=True)
     else:
@@ -580,9 +587,10 @@ def _fast_rewrite(source: str, tree: ast.Module):
     if b"\r" in data or b"\x0c" in data:
         raise _FastPathUnsuitable("line endings")
     starts = [0]
-    for index, byte in enumerate(data):
-        if byte == 10:
-            starts.append(index + 1)
+    find, index = data.find, data.find(b"\n")
+    while index >= 0:  # offsets of line starts (a C-level search, not a loop over every byte)
+        starts.append(index + 1)
+        index = find(b"\n", index + 1)
     asserts: list[ast.Assert] = []
     imports: list[ast.stmt] = []
 
@@ -1478,6 +1486,15 @@ class ForkServer:
         started = time.monotonic()
         try:  # a malformed job, or a bug here, fails that job, not the batch
             spec = Spec(raw, self.cfg)
+            if (raw.get("tests") or "") not in self.tests_cache:
+                # Compile a few upcoming jobs' tests too: after every fork each page this process writes costs
+                # a copy-on-write fault, so one burst of compiling touches (and faults) them once for all.
+                for ahead in list(itertools.islice(self.queue, AHEAD)):
+                    try:
+                        if isinstance(ahead, dict) and isinstance(ahead.get("tests"), str):
+                            self.compiled_tests(ahead["tests"])
+                    except Exception:  # noqa: BLE001 - that job fails on its own turn
+                        pass
             spec.tests = self.compiled_tests(raw.get("tests"))
         except Exception as exc:
             self.fail(raw, "HarnessError", f"{type(exc).__name__}: {exc}")

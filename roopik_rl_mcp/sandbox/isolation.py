@@ -170,11 +170,12 @@ def _bwrap_argv(python: list[str]) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # After the tmpfs: an interpreter or venv that lives under /tmp (a CI clone, say) stays visible.
     for source, target in binds:
         argv += ["--ro-bind", source, target]
-    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", WORKDIR_IN_SANDBOX,
-             "--remount-ro", "/", "--chdir", WORKDIR_IN_SANDBOX, "--clearenv"]
+    argv += ["--dir", WORKDIR_IN_SANDBOX, "--remount-ro", "/", "--chdir", WORKDIR_IN_SANDBOX, "--clearenv"]
     for key, value in sandbox_env(WORKDIR_IN_SANDBOX).items():
         argv += ["--setenv", key, value]
     argv += ["--", *python]
@@ -316,7 +317,8 @@ def available(level: str) -> bool:
 
 def launch(level: str) -> Launch:
     python = python_command()
-    config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX}
+    # `expose`: interpreter dirs that the fork server's per-test mounts (hidden dirs, a fresh /tmp) keep.
+    config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX, "expose": interpreter_paths()}
     host_workdir = None
     if level == "bwrap":
         argv = _bwrap_argv(python)
