@@ -41,7 +41,7 @@ async def main() -> None:
     print(f"capture_feedback of a 2-line function with 2 asserts (isolation: {isolation})")
     print(f"  bare python3 subprocess (baseline)   {describe(bare)}")
     print(f"  capture_feedback over stdio          {describe(ours)}")
-    print(f"  of which sandbox run (duration_ms)   {describe(inside)}")
+    print(f"  of which the test run (duration_ms) {describe(inside)}")
     p50 = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     print(f"  ratio to baseline (p50): {p50(ours) / p50(bare):.2f}x")
 

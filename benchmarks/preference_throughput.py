@@ -1,11 +1,13 @@
 """log_preference calls per second over stdio (each a distinct explicit pair, so each is a real insert).
 
-Baseline in the same run: raw sqlite-utils inserts of the same rows into a WAL database, one
-transaction each (what the store does per pair, without MCP, validation and dedup lookups).
+Baselines in the same run: raw sqlite-utils inserts of the same rows into a WAL database, one
+transaction each, and the service layer called directly (no MCP): the gap between that and the tool
+call is the MCP SDK's own per-call cost.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
@@ -31,6 +33,19 @@ async def main() -> None:
         db["preferences"].insert(row)
     raw_rate = CALLS / (time.perf_counter() - started)
 
+    home = tempfile.mkdtemp(prefix="roopik-bench-")
+    os.environ["ROOPIK_RL_HOME"] = home
+    from roopik_rl_mcp.config import paths
+    from roopik_rl_mcp.preferences import log_preference
+    from roopik_rl_mcp.schemas import LogPreferenceInput
+    from roopik_rl_mcp.store import Store
+
+    store = Store(paths().db)
+    started = time.perf_counter()
+    for row in rows(CALLS):
+        log_preference(store, LogPreferenceInput(**row))
+    service_rate = CALLS / (time.perf_counter() - started)
+
     async with Client(stdio_server()) as client:
         await client.list_tools()
         started = time.perf_counter()
@@ -45,6 +60,7 @@ async def main() -> None:
         dup_rate = (CALLS // 3) / (time.perf_counter() - started)
     print(f"log_preference, {CALLS} distinct explicit pairs, sequential calls over stdio")
     print(f"  raw sqlite-utils insert (baseline) {raw_rate:9.0f} rows/s")
+    print(f"  service layer, same process        {service_rate:9.0f} calls/s  (validation, dedup, insert)")
     print(f"  log_preference (new pairs)         {rate:9.0f} calls/s")
     print(f"  log_preference (duplicates)        {dup_rate:9.0f} calls/s")
 
