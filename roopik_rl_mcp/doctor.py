@@ -55,6 +55,6 @@ def report() -> tuple[str, bool]:
     lines.append(f"tiny model  {'built' if (home.tiny_model / 'config.json').is_file() else 'built on first use'} "
                  f"at {home.tiny_model}")
     lines.append(f"judge       {'LLM endpoint configured' if llm.configured() else 'offline (set ROOPIK_JUDGE_BASE_URL for an LLM judge)'}")
-    lines.append(f"chromium    {shutil.which('chromium') or 'not found (needed for UI code)'}")
+    lines.append(f"chromium    {shutil.which('chromium') or 'not found (only needed once UI code (tsx/jsx/html) is supported)'}")
     lines.append("status      " + ("ok" if ok else "PROBLEMS above"))
     return "\n".join(lines), ok
