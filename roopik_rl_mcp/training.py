@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roopik_rl_mcp.config import python_executable, trainers_dir
+from roopik_rl_mcp.config import missing_model_path, python_executable, trainers_dir
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.preferences import export_preferences
@@ -15,10 +15,7 @@ MIN_PAIRS = 1
 
 def check_model_reference(value: str | None, field: str) -> None:
     """A path-looking model must exist; a hub id (`org/name`) is passed on for from_pretrained."""
-    if value is None or value == "tiny":
-        return
-    looks_like_path = value.startswith(("/", ".", "~")) or Path(value).expanduser().exists() or value.count("/") > 1
-    if looks_like_path and not Path(value).expanduser().exists():
+    if missing_model_path(value):
         raise UserError(field, f"model path {value!r} does not exist")
 
 

@@ -21,7 +21,6 @@ Config (JSON object):
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -37,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `trainers` is a top-level package next to `roopik_rl_mcp`
     sys.path.insert(0, str(REPO_ROOT))
 
+from roopik_rl_mcp.config import missing_model_path  # noqa: E402
 from roopik_rl_mcp.evaluation.metrics import aggregate_pass_at_k  # noqa: E402
 from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 from roopik_rl_mcp.evaluation.tasks import Task, load_tasks  # noqa: E402
@@ -150,10 +150,7 @@ def parse_config(raw: Any) -> EvalConfig:
 
 def _check_local_path(model: str | None) -> None:
     """A path-looking model name that does not exist fails here, naming it, instead of as a hub lookup."""
-    if model is None or model == "tiny":
-        return
-    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model  # hub ids: "org/name"
-    if looks_local and not Path(model).expanduser().exists():
+    if missing_model_path(model):
         raise FileNotFoundError(f"model path does not exist: {model}")
 
 
