@@ -10,8 +10,8 @@ standard streams (after the code):
 
 Per job, this process (trusted: it never runs, nor even parses, the code under test) rewrites the tests
 so each `assert` is its own test (once per distinct tests source), then clone()s the test process
-directly into fresh user, pid, mount and IPC namespaces, where it is pid 1, and waits on that pid with a
-deadline. The test process maps its uid, mounts a private /tmp and work dir and an empty /proc, drops
+directly into fresh user, pid and mount namespaces, where it is pid 1, and waits on that pid with a
+deadline. The test process maps its uid, mounts a private /tmp (its work dir lives there) and an empty /proc, drops
 every capability, applies the rlimits and a seccomp filter, compiles the solution and runs it. When it
 ends, or is killed at the deadline, the kernel kills everything else in its pid namespace: a
 double-forked, setsid'd process cannot outlive its test.
@@ -75,7 +75,7 @@ FLOW_FILE = "<harness>"
 RECORD_FD = 3
 MESSAGE_CHARS = 2000
 MAX_TRACEBACK = 500
-WORKDIR_IN_SANDBOX = "/sandbox"
+WORKDIR_IN_SANDBOX = "/tmp/sandbox"  # inside the per-test /tmp: one mount covers both
 AHEAD = 5
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
@@ -92,7 +92,7 @@ class _AssertFailed(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------
-# seccomp: no network sockets, no new user namespaces, nobody replaces the record descriptor
+# seccomp: no network sockets, no new user namespaces, no SysV IPC, nobody replaces the record descriptor
 # ---------------------------------------------------------------------------------------------------
 
 _SYSCALLS = {
@@ -100,12 +100,16 @@ _SYSCALLS = {
                    clone=56, clone3=435, unshare=272, setns=308, io_uring_setup=425, process_vm_readv=310,
                    process_vm_writev=311, ptrace=101, pidfd_getfd=438, bpf=321, perf_event_open=298,
                    userfaultfd=323, keyctl=250, add_key=248, request_key=249, kexec_load=246,
-                   open_by_handle_at=304, mount=165, umount2=166, pivot_root=155, chroot=161),
+                   open_by_handle_at=304, mount=165, umount2=166, pivot_root=155, chroot=161, shmget=29, shmat=30,
+                   shmctl=31, semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70,
+                   msgctl=71, mq_open=240, mq_unlink=241),
     "aarch64": dict(arch=0xC00000B7, x32=False, dup2=None, dup3=24, close=57, close_range=436, socket=198,
                     socketpair=199, clone=220, clone3=435, unshare=97, setns=268, io_uring_setup=425,
                     process_vm_readv=270, process_vm_writev=271, ptrace=117, pidfd_getfd=438, bpf=280,
                     perf_event_open=241, userfaultfd=282, keyctl=219, add_key=217, request_key=218,
-                    kexec_load=104, open_by_handle_at=265, mount=40, umount2=39, pivot_root=41, chroot=51),
+                    kexec_load=104, open_by_handle_at=265, mount=40, umount2=39, pivot_root=41, chroot=51, shmget=194,
+                    shmat=196, shmctl=195, semget=190, semop=193, semctl=191, semtimedop=192, msgget=186,
+                    msgsnd=189, msgrcv=188, msgctl=187, mq_open=180, mq_unlink=181),
 }
 
 
@@ -156,7 +160,10 @@ def _seccomp_program():
     rule(table["clone3"], [(ret, 0, 0, deny(errno.ENOSYS))])  # glibc falls back to clone()
     for name in ("setns", "io_uring_setup", "process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd", "bpf",
                  "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load",
-                 "open_by_handle_at", "mount", "umount2", "pivot_root", "chroot"):
+                 "open_by_handle_at", "mount", "umount2", "pivot_root", "chroot",
+                 # SysV IPC and POSIX message queues: shared by every test of a batch (one IPC namespace)
+                 "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv",
+                 "msgctl", "mq_open", "mq_unlink"):
         rule(table[name], [(ret, 0, 0, eperm)])
     prog.append((ret, 0, 0, allow))
     array = (_SockFilter * len(prog))(*[_SockFilter(*p) for p in prog])
@@ -222,11 +229,11 @@ def _bind(source: str, target: str, readonly: bool = True) -> bool:
 
 
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
-_TEST_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+_TEST_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID  # SysV IPC: refused by the seccomp filter
 
 
 def _clone_into_namespaces() -> int:
-    """fork(), but the child starts in new user, pid, mount and IPC namespaces (as pid 1 of its own).
+    """fork(), but the child starts in new user, pid and mount namespaces (as pid 1 of its own).
 
     A raw clone(2) with os.fork()'s interpreter bookkeeping around it (PyOS_BeforeFork and friends run the
     same at-fork hooks os.fork runs). glibc >= 2.34 uses the kernel's tid for signals to self, so the
@@ -284,10 +291,13 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
         _libc.mount(None, hidden.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
     ok &= _tmpfs_keeping("/tmp", f"size={size},mode=1777", expose)
     if workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
-        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(workdir, 0o700)
+        except FileNotFoundError:
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
     else:
         ok &= _mount_tmpfs(workdir, f"size={size},mode=0700")
-    for path in ("/dev/shm", "/var/tmp"):
+    for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # shared scratch space, if the level has any
         if os.path.isdir(path):
             _mount_tmpfs(path, "size=1m,mode=1777")
     # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.

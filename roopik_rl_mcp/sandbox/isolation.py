@@ -12,8 +12,8 @@ Levels, strongest first:
   uid        (root, no user namespaces) uid 65534 via setpriv; network cut by the seccomp filter only.
   process    nothing but rlimits, the seccomp filter and a scrubbed environment.
 
-Inside every level the fork server gives each test its own user/pid/mount/ipc namespaces when the kernel
-allows it (see forkserver.py); `describe()` reports what is actually in force.
+Inside every level the fork server gives each test its own user/pid/mount namespaces when the kernel
+allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 LEVELS = ("bwrap", "netns+uid", "netns", "uid", "process")
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
-WORKDIR_IN_SANDBOX = "/sandbox"
+WORKDIR_IN_SANDBOX = "/tmp/sandbox"
 FORCE_ENV = "ROOPIK_SANDBOX_ISOLATION"
 """Set to one of LEVELS to use that level (and fail loudly if it does not work here)."""
 
@@ -171,7 +171,7 @@ def _bwrap_argv(python: list[str]) -> list[str]:
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
     argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--tmpfs", "/tmp"]
     # After the tmpfs: an interpreter or venv that lives under /tmp (a CI clone, say) stays visible.
     for source, target in binds:
         argv += ["--ro-bind", source, target]
@@ -318,7 +318,9 @@ def available(level: str) -> bool:
 def launch(level: str) -> Launch:
     python = python_command()
     # `expose`: interpreter dirs that the fork server's per-test mounts (hidden dirs, a fresh /tmp) keep.
-    config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX, "expose": interpreter_paths()}
+    config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX, "expose": interpreter_paths(),
+                    # bwrap's /dev is read-only and it has no /var: no shared scratch space to cover per test
+                    "scratch": []}
     host_workdir = None
     if level == "bwrap":
         argv = _bwrap_argv(python)
@@ -331,6 +333,7 @@ def launch(level: str) -> Launch:
         os.chmod(host_workdir, 0o700)
         config["workdir"] = host_workdir
         config["hide"] = hidden_paths()
+        config["scratch"] = ["/dev/shm", "/var/tmp"]
         config["expose"] = interpreter_paths()
         cwd = host_workdir
         env = sandbox_env(host_workdir)
