@@ -31,6 +31,7 @@ from roopik_rl_mcp.evaluation import service as evaluation
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.judge import judge_output
 from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
+from roopik_rl_mcp.sandbox.python_runner import prewarm as prewarm_sandbox
 from roopik_rl_mcp.schemas import (
     CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
@@ -109,6 +110,8 @@ def build_server(store: Store | None = None) -> MCPServer:
                     isolation.level, isolation.describe())
         for note in isolation.notes:
             logger.warning("sandbox: %s", note)
+        # The shared sandbox starts now, so the first capture_feedback does not pay its start-up either.
+        await anyio.to_thread.run_sync(prewarm_sandbox)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[App]:

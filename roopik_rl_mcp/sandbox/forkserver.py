@@ -267,7 +267,7 @@ def _tmpfs_keeping(target: str, options: str, keep) -> bool:
     return ok
 
 
-def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
+def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = None) -> bool:
     """In the freshly cloned child: map its uid, then private tmpfs mounts. False if not possible."""
     # A non-dumpable process cannot write its own /proc/self/*_map; dumpable again only for this step.
     _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
@@ -279,7 +279,7 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int) -> bool:
         return False
     finally:
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    size = int(cfg.get("tmpfs_bytes") or (64 << 20))
+    size = int(size or cfg.get("tmpfs_bytes") or (64 << 20))
     workdir = cfg["workdir"]
     ok = True
     # The server's home and data directory: empty, read-only; interpreter directories inside stay visible.
@@ -1402,6 +1402,7 @@ class ForkServer:
         cpus = os.cpu_count() or 1
         self.workers = 1 if self.flat else max(1, min(int(cfg.get("workers") or cpus), 64))
         self.queue: collections.deque[dict] = collections.deque()
+        self.urgent: collections.deque[dict] = collections.deque()  # single calls: ahead of queued bulk jobs
         self.tests_cache: dict[str, CompiledTests] = {}
         self.running: dict[int, Run] = {}
         self.by_fd: dict[int, tuple[Run, str]] = {}
@@ -1435,9 +1436,9 @@ class ForkServer:
     # -- main loop ---------------------------------------------------------------------------------
     def serve(self) -> None:
         while True:
-            while self.queue and len(self.running) < self.workers:
-                self.start(self.queue.popleft())
-            if not self.stdin_open and not self.queue and not self.running:
+            while (self.urgent or self.queue) and len(self.running) < self.workers:
+                self.start((self.urgent or self.queue).popleft())
+            if not self.stdin_open and not self.urgent and not self.queue and not self.running:
                 return
             timeout = None
             if self.running:
@@ -1485,7 +1486,7 @@ class ForkServer:
                 except ValueError:
                     continue
                 if isinstance(job, dict):
-                    self.queue.append(job)
+                    (self.urgent if job.get("urgent") else self.queue).append(job)
 
     def fail(self, raw: dict, kind: str, message: str) -> None:
         self.send({"id": raw.get("id") if isinstance(raw, dict) else None, "status": "error", "tests": [],
@@ -1644,7 +1645,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     os.set_inheritable(RECORD_FD, False)  # exec'd programs do not get the verdict channel
     os.closerange(RECORD_FD + 1, 1 << 16)
     if server.pertest:
-        if not _setup_test_namespaces(server.cfg, uid, gid):
+        if not _setup_test_namespaces(server.cfg, uid, gid, spec.limits.get("tmpfs_bytes")):
             os._exit(71)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: so is this test
     os.setsid()

@@ -1,13 +1,16 @@
 """Run untrusted Python: batches of programs through one warm fork server inside one sandbox.
 
-`run_batch` starts the sandbox (see isolation.py) with the fork server (forkserver.py) in it, streams the
-jobs to it and reads one verdict per job back; `run_python` is a batch of one. The server process never
-forks a child of its own that runs code: `subprocess` spawns the sandbox, and every fork happens inside,
-from the single-threaded fork server.
+`run_batch` hands the jobs to a sandbox (see isolation.py) with the fork server (forkserver.py) in it and
+reads one verdict per job back; `run_python` is a batch of one. By default that is the shared *warm*
+sandbox, started once and kept while calls keep coming (IDLE_S), so a single call pays no start-up; an
+explicit `workers` gets a sandbox of its own for the call. The server process never forks a child of its
+own that runs code: `subprocess` spawns the sandbox, and every fork happens inside, from the
+single-threaded fork server.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -15,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from roopik_rl_mcp.sandbox import isolation as iso
@@ -68,20 +72,32 @@ def run_python(
     limits: Limits | None = None,
 ) -> ExecutionResult:
     """Execute `code`, then `tests` against it, in the sandbox; the verdict comes from the harness or not at all."""
-    return run_batch([BatchJob(code, tests, entry_point, timeout_s)], workers=1, limits=limits)[0]
+    return run_batch([BatchJob(code, tests, entry_point, timeout_s)], limits=limits)[0]
 
 
 def run_batch(jobs: list[BatchJob], workers: int | None = None, limits: Limits | None = None) -> list[ExecutionResult]:
-    """Run many programs through one sandbox, up to `workers` (default: CPU count + 1) at a time; results in order."""
+    """Run many programs, results in order.
+
+    By default through the shared warm sandbox (its fork server is already running: no start-up cost,
+    CPU count + 1 tests at a time, calls of a few jobs go ahead of queued bulk work). An explicit `workers`
+    gets a sandbox of its own with exactly that parallelism, started and ended with the call."""
     if not jobs:
         return []
     level = iso.current().level
-    results, _ = _run(level, jobs, workers, limits or Limits())
+    limits = limits or Limits()
+    if workers is None:
+        return _run_warm(level, jobs, limits)
+    results, _ = _run(level, jobs, workers, limits)
     return results
 
 
+def prewarm() -> None:
+    """Start the shared sandbox now (the server does this in the background at start-up)."""
+    _warm_sandbox(iso.current().level)
+
+
 def probe(level: str) -> tuple[bool, dict, str]:
-    """Does `level` work here? Runs one passing and one failing test through it."""
+    """Does `level` work here? Runs one passing and one failing test through it (in a sandbox of its own)."""
     jobs = [BatchJob("def f():\n    return 1\n", "assert f() == 1", timeout_s=10),
             BatchJob("def f():\n    return 1\n", "assert f() == 2", timeout_s=10)]
     try:
@@ -115,6 +131,260 @@ class _Reader(threading.Thread):
         return self.data.decode("utf-8", errors="replace")
 
 
+def _job_line(job_id: int, job: BatchJob, limits: dict | None = None, urgent: bool = False) -> bytes:
+    line = {"id": job_id, "code": job.code, "tests": job.tests, "entry_point": job.entry_point,
+            "timeout_s": float(job.timeout_s)}
+    if limits:
+        line["limits"] = limits
+    if urgent:
+        line["urgent"] = True
+    return (json.dumps(line) + "\n").encode()
+
+
+def _budget(jobs: list[BatchJob], parallel: int) -> float:
+    """How long a batch may take before the sandbox counts as wedged (generous: never a test's own timeout)."""
+    return STARTUP_S + sum(job.timeout_s + 1.0 for job in jobs) / parallel + 5.0 * math.ceil(len(jobs) / parallel)
+
+
+def _lost(level: str, elapsed_ms: int, why: str) -> ExecutionResult:
+    message = f"the sandbox ended before this program's verdict ({why})"
+    return ExecutionResult(status="error", passed=False, duration_ms=elapsed_ms, isolation=level,
+                           errors=[ExecError(kind="SandboxError", message=message[:2000])])
+
+
+def _start(launch: iso.Launch) -> subprocess.Popen:
+    return subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=launch.env, cwd=launch.cwd, start_new_session=True, close_fds=True)
+
+
+# -- the shared warm sandbox ----------------------------------------------------------------------------
+
+IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
+"""A warm sandbox with nothing to do for this long is shut down (the next call starts another)."""
+URGENT_JOBS = 4
+"""Calls of at most this many jobs (a capture_feedback) run ahead of queued bulk work."""
+STALLED_S = 30.0
+"""A warm sandbox that owes verdicts and has said nothing for this long is killed and replaced."""
+
+
+class _Call:
+    """One caller's jobs in the warm sandbox: verdicts arrive from its reader thread."""
+
+    def __init__(self, count: int) -> None:
+        self.results: dict[int, dict] = {}
+        self.count = count
+        self.failure: str | None = None
+        self.done = threading.Event()
+
+    def deliver(self, index: int, message: dict) -> None:
+        self.results.setdefault(index, message)
+        if len(self.results) >= self.count:
+            self.done.set()
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        self.done.set()
+
+
+class _WarmSandbox:
+    """One long-lived sandbox whose fork server takes jobs from any thread of this process.
+
+    Safe to share: the fork server never runs untrusted code, and every test gets its own namespaces,
+    /tmp and work dir, as in a batch. Verdicts are routed back to callers by job id."""
+
+    def __init__(self, level: str, key: tuple) -> None:
+        self.level, self.key = level, key
+        self.launch = iso.launch(level)
+        self.workers = (os.cpu_count() or 1) + 1
+        config = {**self.launch.config, "workers": self.workers, "limits": Limits().as_dict(),
+                  "tmpfs_bytes": Limits().tmpfs_bytes}
+        self.proc = _SPAWNER.submit(_start, self.launch).result()
+        self.stderr = _Reader(self.proc.stderr)
+        self.stderr.start()
+        self.table_lock = threading.Lock()  # job id -> caller; never held while writing to the sandbox
+        self.write_lock = threading.Lock()
+        self.waiting: dict[int, tuple[_Call, int]] = {}
+        self.next_id = 0
+        self.alive = True
+        self.last_heard = time.monotonic()
+        self.idle_timer: threading.Timer | None = None
+        self.in_flight = 0
+        try:
+            self.proc.stdin.write(iso.forkserver_code())
+            self.proc.stdin.write((json.dumps(config) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the reader sees the sandbox gone and says why
+        self.reader = threading.Thread(target=self._read, daemon=True, name="roopik-sandbox-reader")
+        self.reader.start()
+
+    def run(self, jobs: list[BatchJob], limits: Limits) -> list[ExecutionResult]:
+        started = time.monotonic()
+        call = _Call(len(jobs))
+        limits_dict = {**limits.as_dict(), "tmpfs_bytes": limits.tmpfs_bytes}
+        urgent = len(jobs) <= URGENT_JOBS
+        with self.table_lock:
+            if not self.alive:
+                raise _SandboxGone
+            first = self.next_id
+            self.next_id += len(jobs)
+            for index in range(len(jobs)):
+                self.waiting[first + index] = (call, index)
+            self.in_flight += 1
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+                self.idle_timer = None
+        try:
+            data = b"".join(_job_line(first + i, job, limits_dict, urgent) for i, job in enumerate(jobs))
+            try:
+                with self.write_lock:
+                    self.proc.stdin.write(data)
+                    self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the reader fails this call when it sees the sandbox gone
+            budget = _budget(jobs, self.workers)
+            while not call.done.wait(min(budget, 5.0)):
+                budget -= 5.0
+                if budget <= 0 or (time.monotonic() - self.last_heard > STALLED_S and self._owes_verdicts()):
+                    break
+        finally:
+            with self.table_lock:
+                for index in range(len(jobs)):
+                    self.waiting.pop(first + index, None)
+                self.in_flight -= 1
+                if self.in_flight == 0 and self.alive:
+                    self.idle_timer = threading.Timer(IDLE_S, self._idle)
+                    self.idle_timer.daemon = True
+                    self.idle_timer.start()
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        if not call.done.is_set():  # wedged: replace it, and say so for what it still owed
+            self.kill()
+            why = f"no verdict within the call's budget; the sandbox was restarted ({self.stderr.text().strip()[-500:]})"
+        else:
+            why = call.failure or ""
+        return [_to_result(call.results[i], self.level) if i in call.results else _lost(self.level, elapsed_ms, why)
+                for i in range(len(jobs))]
+
+    def _owes_verdicts(self) -> bool:
+        with self.table_lock:
+            return bool(self.waiting)
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            self.last_heard = time.monotonic()
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(message, dict) or "hello" in message:
+                continue
+            job_id = message.get("id")
+            with self.table_lock:
+                target = self.waiting.pop(job_id, None) if isinstance(job_id, int) else None
+            if target is not None:
+                target[0].deliver(target[1], message)
+        # The sandbox is gone (idle shutdown, killed, crashed): fail whatever it still owed.
+        with self.table_lock:
+            self.alive = False
+            owed = list(self.waiting.values())
+            self.waiting.clear()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_tree(self.proc)
+        self.proc.wait()
+        self.stderr.join(timeout=2)
+        why = self.stderr.text().strip()[-1500:] or f"exit status {self.proc.returncode}"
+        for call, _ in owed:
+            call.fail(why)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.launch.cleanup()
+
+    def _idle(self) -> None:
+        with self.table_lock:
+            if self.in_flight:
+                return
+            self.alive = False  # no new calls: the next one starts a fresh sandbox
+        self.close()
+
+    def close(self) -> None:
+        """No more jobs: the fork server finishes what it has and exits."""
+        with self.table_lock:
+            self.alive = False
+        try:
+            with self.write_lock:
+                self.proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def kill(self) -> None:
+        with self.table_lock:
+            self.alive = False
+        _kill_tree(self.proc)
+
+
+class _SandboxGone(Exception):
+    pass
+
+
+# bubblewrap's --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that started it ends, and the
+# calling thread may be a short-lived worker (anyio's, say): warm sandboxes are started from this one.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roopik-sandbox-spawner")
+
+
+_WARM_LOCK = threading.Lock()
+_WARM: _WarmSandbox | None = None
+
+
+def _warm_key(level: str) -> tuple:
+    # What the launch command depends on: a change (say ROOPIK_RL_HOME moved) needs a new sandbox.
+    return level, tuple(iso.hidden_paths()), tuple(iso.interpreter_paths())
+
+
+def _warm_sandbox(level: str) -> _WarmSandbox:
+    """The shared sandbox for `level`, started (or replaced) if there is none that takes calls."""
+    global _WARM
+    key = _warm_key(level)
+    with _WARM_LOCK:
+        if _WARM is None or not _WARM.alive or _WARM.key != key:
+            if _WARM is not None:
+                _WARM.close()
+            _WARM = _WarmSandbox(level, key)
+        return _WARM
+
+
+def _run_warm(level: str, jobs: list[BatchJob], limits: Limits) -> list[ExecutionResult]:
+    for _ in range(3):  # the one we got may have gone idle or died just now: then take the next one
+        try:
+            return _warm_sandbox(level).run(jobs, limits)
+        except _SandboxGone:
+            continue
+    return _run(level, jobs, None, limits)[0]  # sandboxes die as they start: a batch of its own says why
+
+
+def shutdown() -> None:
+    """Close the shared sandbox (at exit; tests)."""
+    global _WARM
+    with _WARM_LOCK:
+        warm, _WARM = _WARM, None
+    if warm is not None:
+        warm.close()
+        warm.reader.join(timeout=5)
+        if warm.reader.is_alive():
+            warm.kill()
+
+
+atexit.register(shutdown)
+
+
+# -- a sandbox of its own for one batch ------------------------------------------------------------------
+
+
 def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) -> tuple[list[ExecutionResult], dict]:
     launch = iso.launch(level)
     # One more worker than cores: while a test is being set up or torn down (kernel time), another runs.
@@ -124,8 +394,7 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
     started = time.monotonic()
     results: dict[int, dict] = {}
     hello: dict = {}
-    proc = subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=launch.env, cwd=launch.cwd, start_new_session=True, close_fds=True)
+    proc = _start(launch)
     stderr = _Reader(proc.stderr)
     stderr.start()
 
@@ -134,18 +403,14 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
             proc.stdin.write(iso.forkserver_code())
             proc.stdin.write((json.dumps(config) + "\n").encode())
             for index, job in enumerate(jobs):
-                line = {"id": index, "code": job.code, "tests": job.tests, "entry_point": job.entry_point,
-                        "timeout_s": float(job.timeout_s)}
-                proc.stdin.write((json.dumps(line) + "\n").encode())
+                proc.stdin.write(_job_line(index, job))
             proc.stdin.close()
         except (BrokenPipeError, OSError, ValueError):
             pass
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    parallel = config["workers"]
-    budget = STARTUP_S + sum(job.timeout_s + 1.0 for job in jobs) / parallel + 5.0 * math.ceil(len(jobs) / parallel)
-    watchdog = threading.Timer(budget, _kill_tree, args=(proc,))
+    watchdog = threading.Timer(_budget(jobs, config["workers"]), _kill_tree, args=(proc,))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -181,15 +446,8 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
                 pass
         launch.cleanup()
     elapsed_ms = int((time.monotonic() - started) * 1000)
-    out = []
-    for index in range(len(jobs)):
-        if index in results:
-            out.append(_to_result(results[index], level))
-        else:
-            why = stderr.text().strip()[-1500:] or f"exit status {proc.returncode}"
-            message = f"the sandbox ended before this program's verdict ({why})"
-            out.append(ExecutionResult(status="error", passed=False, duration_ms=elapsed_ms, isolation=level,
-                                       errors=[ExecError(kind="SandboxError", message=message[:2000])]))
+    why = stderr.text().strip()[-1500:] or f"exit status {proc.returncode}"
+    out = [_to_result(results[i], level) if i in results else _lost(level, elapsed_ms, why) for i in range(len(jobs))]
     return out, hello
 
 
