@@ -737,6 +737,13 @@ class CompiledTests:
         self.flow = FLOWS[(False, False)]
         self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
         self.error: dict | None = None
+        # Set by Harness.prepare: the flow with the helpers (and these tests) substituted in, the HELLO
+        # record's payload, and what the tamper checks compare.
+        self.prepared_flow = None
+        self.hello = b""
+        self.fixed_deps: tuple = ()
+        self.module_checks: tuple = ()
+        self.own_names: tuple = ()
         if source:
             self._compile(source)
 
@@ -780,10 +787,9 @@ class Job:
     def __init__(self, raw: dict, tests: CompiledTests) -> None:
         self.raw = raw
         self.tests = tests.tests
-        self.test_functions = tests.test_functions
-        self.tests_code = tests.code
-        self.flow = tests.flow
-        self.deps = tests.deps
+        self.prepared_flow = tests.prepared_flow
+        self.hello = tests.hello
+        self.fixed_deps, self.module_checks, self.own_names = tests.fixed_deps, tests.module_checks, tests.own_names
         self.entry_point = raw.get("entry_point")
         self.early: dict | None = None  # a result decided without running anything
         self.solution = None
@@ -810,8 +816,55 @@ _BLOCKED_IMPORTS = ("_testcapi", "_testinternalcapi", "_testbuffer", "_testmulti
                     "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz", "_ctypes_test", "_testclinic")
 
 
-def _run_in_child(job: Job, flat: bool) -> None:
-    """In the test process: build the helpers, arm the audit hook, run the flow. Never returns."""
+class Harness:
+    """The helpers the rewritten tests call, and the audit hook: built once per fork server (not per test).
+
+    Every test process binds its own job to them (`run`): after the fork each process has a private copy
+    of the state they close over, and the key is made in the test process. Tests compiled by this server
+    get the helpers substituted in once (`prepare`), so a test process only fills in its solution."""
+
+    def __init__(self, flat: bool) -> None:
+        self.static, self.bind, self.hook = _build_harness(flat)
+
+    def prepare(self, tests: "CompiledTests") -> None:
+        """Substitute the helpers into the tests and the flow (fork server side, once per distinct tests)."""
+        mapping = {**self.static, PH["TEST_FUNCTIONS"]: tuple(tests.test_functions)}
+        if tests.code is not None:
+            mapping[PH["TESTS"]] = _substitute(tests.code, mapping)
+        tests.prepared_flow = _substitute(tests.flow, mapping)
+        tests.hello = json.dumps({"tests": [{k: t[k] for k in ("id", "line", "source", "kind")}
+                                            for t in tests.tests]}).encode()
+        fixed = [(builtins.__dict__, name, PRISTINE_BUILTINS[name]) for name in tests.deps["builtins"]]
+        for module_name in tests.deps["modules"]:
+            fixed.append((sys.modules, module_name, PRISTINE_MODULES[module_name][0]))
+        for module_name, attr in tests.deps["attrs"]:
+            module, pristine = PRISTINE_MODULES[module_name]
+            if attr in pristine:
+                fixed.append((module.__dict__, attr, pristine[attr]))
+        tests.fixed_deps = tuple(fixed)
+        tests.module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in tests.deps["top_level"])
+        tests.own_names = tuple(tests.deps["own"])
+
+    def run(self, job: "Job") -> None:
+        """In the test process: bind the job, send the key, arm the audit hook, run the flow. Never returns."""
+        key = self.bind(job)
+        entry = job.entry_point if job.entry_point is not None else "\x00no entry point"
+        # The solution and entry point are constants of the flow's own (top-level) code only.
+        flow = _substitute(job.prepared_flow, {PH["SOL"]: job.solution, PH["ENTRY"]: entry}, deep=False)
+        # The key (and what the tests are) goes to the fork server before any untrusted code exists; every
+        # later record must carry the key.
+        os.write(RECORD_FD, b"HELLO|" + key + b"|" + job.hello + b"\n")
+        del key
+        holder = [flow]
+        del flow
+        sys.addaudithook(self.hook)
+        exec(holder.pop(), {})
+        os._exit(0)  # not reached: the flow ends with EXIT(0)
+
+
+def _build_harness(flat: bool):
+    """(placeholder -> helper map, bind(job) -> key, audit hook), closing over per-test state that `bind`
+    sets in each test process."""
     write, exit_, exc_info, get_ident, getpid = os.write, os._exit, sys.exc_info, _thread.get_ident, os.getpid
     type_, issubclass_, format_, isinstance_ = type, issubclass, format, isinstance
     str_, int_, str_eq = str, int, str.__eq__
@@ -828,36 +881,26 @@ def _run_in_child(job: Job, flat: bool) -> None:
     assertion_error, syntax_error = AssertionError, SyntaxError
     value_error, import_error, permission_error, runtime_error = ValueError, ImportError, PermissionError, RuntimeError
     frame_attrs, blocked_events, blocked_imports = _FRAME_ATTRS, _BLOCKED_EVENTS, _BLOCKED_IMPORTS
-    entry_message = f"entry point {job.entry_point!r} is not defined by the code"
+    entry_message = ""
     bool_, float_, complex_, bytes_, list_, tuple_, dict_, set_, frozenset_ = (
         bool, float, complex, bytes, list, tuple, dict, set, frozenset)
     none_type, inf, unique_marker, all_ = type(None), float("inf"), object(), all
     plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
     plain_containers = frozenset({list, tuple, dict, set, frozenset})
 
-    key = os.urandom(16).hex().encode()
-    prefix = key + b"|"
-    n_tests = len(job.tests)
-    sent = bytearray(n_tests)
+    # Per test (set by `bind` in the test process): the key prefix, which process reports, verdicts sent.
+    prefix = b""
+    owner = -1
+    sent = bytearray()
     allow = [0]
-    namespace: dict = {"__name__": "solution", "__builtins__": builtins_module}
-    deps = job.deps
-    fixed = [(builtins_dict, name, PRISTINE_BUILTINS[name]) for name in deps["builtins"]]
-    for module_name in deps["modules"]:
-        fixed.append((sys.modules, module_name, PRISTINE_MODULES[module_name][0]))
-    for module_name, attr in deps["attrs"]:
-        module, pristine = PRISTINE_MODULES[module_name]
-        if attr in pristine:
-            fixed.append((module.__dict__, attr, pristine[attr]))
-    fixed_deps = tuple(fixed)
-    module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in deps["top_level"])
-    own_names = tuple(deps["own"])
+    namespace: dict = {}
+    fixed_deps: tuple = ()
+    module_checks: tuple = ()
+    own_names: tuple = ()
     snapshot: list = []
     ret_marker = BaseException("return")
     tampered = [None]
     full_builtins = PRISTINE_BUILTIN_ITEMS
-
-    owner = getpid()
 
     def emit(kind: bytes, index: int, payload: bytes) -> None:
         # Only this process reports: a process the code forks inherits the flow, but not a say in it.
@@ -1096,19 +1139,23 @@ def _run_in_child(job: Job, flat: bool) -> None:
             tamper("the code replaced the namespace's __builtins__")
         emit(b"D", 0, b"")
 
-    mapping = {PH["TEST_FUNCTIONS"]: tuple(job.test_functions), PH["ASSERT"]: check_assert,
-               PH["ASSERT_EQ"]: check_equal,
-               PH["OK"]: ok, PH["FAIL"]: fail, PH["ERR"]: err, PH["TEND"]: test_end, PH["XERR"]: xerr,
-               PH["SNAP"]: snap, PH["FINAL"]: final, PH["EXIT"]: exit_, PH["EXEC"]: exec, PH["SOL"]: job.solution,
-               PH["TESTS"]: job.tests_code, PH["NS"]: namespace, PH["RET"]: ret_marker, PH["SENT"]: _AssertFailed,
-               PH["ENTRY"]: job.entry_point if job.entry_point is not None else "\x00no entry point",
-               PH["NOENTRY"]: no_entry}
-    sensitive: list = []
-    if job.tests_code is not None:
-        mapping[PH["TESTS"]] = _substitute(job.tests_code, mapping, sensitive)
-    flow = _substitute(job.flow, mapping, sensitive)
-    sensitive_ids = frozenset(id(c) for c in sensitive)
-    del mapping, sensitive
+    static = {PH["ASSERT"]: check_assert, PH["ASSERT_EQ"]: check_equal,
+              PH["OK"]: ok, PH["FAIL"]: fail, PH["ERR"]: err, PH["TEND"]: test_end, PH["XERR"]: xerr,
+              PH["SNAP"]: snap, PH["FINAL"]: final, PH["EXIT"]: exit_, PH["EXEC"]: exec, PH["NS"]: namespace,
+              PH["RET"]: ret_marker, PH["SENT"]: _AssertFailed, PH["NOENTRY"]: no_entry}
+
+    def bind(job: "Job") -> bytes:
+        """In the test process, before any of its code runs: this job's state, and a fresh key."""
+        nonlocal prefix, owner, sent, fixed_deps, module_checks, own_names, entry_message
+        key = os.urandom(16).hex().encode()
+        prefix = key + b"|"
+        owner = getpid()
+        sent = bytearray(len(job.tests))
+        fixed_deps, module_checks, own_names = job.fixed_deps, job.module_checks, job.own_names
+        entry_message = f"entry point {job.entry_point!r} is not defined by the code"
+        namespace.clear()
+        namespace.update({"__name__": "solution", "__builtins__": builtins_module})
+        return key
 
     def hook(event: str, args: tuple) -> None:
         if event == "object.__getattr__":
@@ -1138,39 +1185,26 @@ def _run_in_child(job: Job, flat: bool) -> None:
             if type_(path) is str_ and path.startswith("/proc"):
                 raise permission_error(f"{path}: /proc is not available in this sandbox")
 
-    # The key (and what the tests are) goes to the fork server before any untrusted code exists; every
-    # later record must carry the key.
-    tests = [{k: t[k] for k in ("id", "line", "source", "kind")} for t in job.tests]
-    write(RECORD_FD, b"HELLO|" + key + b"|" + json.dumps({"tests": tests}).encode() + b"\n")
-    del key
-    holder = [flow]
-    del flow
-    del sensitive_ids
-    sys.addaudithook(hook)
-    del hook
-    exec(holder.pop(), {})
-    exit_(0)  # not reached: the flow ends with EXIT(0)
+    return static, bind, hook
 
 
-def _substitute(code, mapping: dict, sensitive: list):
-    """Replace placeholder constants (recursively) and collect every code object that now holds a helper."""
+def _substitute(code, mapping: dict, deep: bool = True):
+    """Replace placeholder constants (in nested code objects too if `deep`): changed code objects are copies."""
     changed = False
     consts = []
     for value in code.co_consts:
         if type(value) is str and value in mapping:
             consts.append(mapping[value])
             changed = True
-        elif isinstance(value, type(code)):
-            new = _substitute(value, mapping, sensitive)
+        elif deep and isinstance(value, type(code)):
+            new = _substitute(value, mapping)
             changed |= new is not value
             consts.append(new)
         else:
             consts.append(value)
     if not changed:
         return code
-    new_code = code.replace(co_consts=tuple(consts))
-    sensitive.append(new_code)
-    return new_code
+    return code.replace(co_consts=tuple(consts))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1399,6 +1433,7 @@ class ForkServer:
         self.pertest = bool(cfg.get("pertest_ns", True)) and _probe_namespaces(cfg)
         self.seccomp = _probe(_install_seccomp)
         self.flat = not self.pertest
+        self.harness = Harness(self.flat)
         cpus = os.cpu_count() or 1
         self.workers = 1 if self.flat else max(1, min(int(cfg.get("workers") or cpus), 64))
         self.queue: collections.deque[dict] = collections.deque()
@@ -1546,7 +1581,9 @@ class ForkServer:
         if compiled is None:
             if len(self.tests_cache) >= 256:
                 self.tests_cache.pop(next(iter(self.tests_cache)))
-            compiled = self.tests_cache[key] = CompiledTests(source)
+            compiled = CompiledTests(source)
+            self.harness.prepare(compiled)
+            self.tests_cache[key] = compiled
         return compiled
 
     def read_child(self, fd: int) -> None:
@@ -1662,7 +1699,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
         hello = json.dumps({"tests": [], "early": job.early}).encode()
         os.write(RECORD_FD, b"HELLO|" + key + b"|" + hello + b"\n")
         os._exit(0)
-    _run_in_child(job, server.flat)
+    server.harness.run(job)
 
 
 def _probe(action) -> bool:
