@@ -279,6 +279,21 @@ def test_patching_builtins_is_never_a_pass():
         never_passed(result)
 
 
+def test_replacing_any_builtin_is_caught_even_one_the_tests_never_name():
+    # The end-of-run check compares every builtin with the pristine one (skipped only when the builtins
+    # dict provably never changed): a replaced builtin the tests do not use still ends as Tampered.
+    for patch in ("import builtins\nbuiltins.sorted = lambda *a, **k: []\n",
+                  "import builtins\ndel builtins.zip\n",
+                  "import builtins\ndef add(a, b):\n    builtins.print = len\n    return a + b\n"):
+        result = run_python(patch + (ADD if "def add" not in patch else ""), PASSING, "add", timeout_s=3)
+        never_passed(result, "error")
+        assert any(e.kind == "Tampered" for e in result.errors), result
+    # Honest code that adds a name to builtins, or replaces one and puts it back, is not tampering.
+    for honest in ("import builtins\nbuiltins.MY_CONSTANT = 1\n",
+                   "import builtins\noriginal = builtins.sorted\nbuiltins.sorted = None\nbuiltins.sorted = original\n"):
+        assert run_python(honest + ADD, PASSING, "add", timeout_s=3).passed
+
+
 def test_patching_modules_the_tests_use_is_never_a_pass():
     tests = "import math\ndef check(candidate):\n    assert math.isclose(candidate(1, 2), 99)\n"
     code = "import math\nmath.isclose = lambda *a, **k: True\n" + ADD

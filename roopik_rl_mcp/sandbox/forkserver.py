@@ -87,6 +87,33 @@ SECCOMP_MODE_FILTER = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def _version_view(mapping: dict):
+    """A read-only window on CPython's private version tag of `mapping` (PEP 509), or None.
+
+    The tag changes on every mutation of the dict, so an unchanged tag proves the builtins untouched
+    without the full identity scan (which would copy-on-write-fault every page holding a builtin). Only
+    used when this interpreter's dicts are checked here to behave so; otherwise the scan always runs."""
+    try:
+        probe = {"a": 1}
+        view = ctypes.c_uint64.from_address(id(probe) + 24)  # after PyObject_HEAD and ma_used
+        seen = [view.value]
+        probe["a"] = 2
+        seen.append(view.value)
+        probe["b"] = 3
+        seen.append(view.value)
+        del probe["b"]
+        seen.append(view.value)
+        probe.get("a")
+        if len(set(seen)) != 4 or view.value != seen[-1]:
+            return None
+        return ctypes.c_uint64.from_address(id(mapping) + 24)
+    except Exception:  # noqa: BLE001 - no such field here: scan every time
+        return None
+
+
+_BUILTINS_VERSION = _version_view(builtins.__dict__)
+
+
 class _AssertFailed(Exception):
     """Raised by a rewritten `assert` whose condition was false; only routes to the failure branch."""
 
@@ -901,6 +928,8 @@ def _build_harness(flat: bool):
     ret_marker = BaseException("return")
     tampered = [None]
     full_builtins = PRISTINE_BUILTIN_ITEMS
+    builtins_version_view = _BUILTINS_VERSION
+    builtins_version = -1
 
     def emit(kind: bytes, index: int, payload: bytes) -> None:
         # Only this process reports: a process the code forks inherits the flow, but not a say in it.
@@ -1131,10 +1160,11 @@ def _build_harness(flat: bool):
                 stream.flush()
             except:
                 pass
-        for name, value in full_builtins:
-            if builtins_dict.get(name, missing) is not value:
-                tamper(f"the code replaced or removed builtins.{name}")
-                break
+        if builtins_version_view is None or builtins_version_view.value != builtins_version:
+            for name, value in full_builtins:  # changed since bind (or no version tag): look at each one
+                if builtins_dict.get(name, missing) is not value:
+                    tamper(f"the code replaced or removed builtins.{name}")
+                    break
         if namespace.get("__builtins__", missing) is not builtins_module:
             tamper("the code replaced the namespace's __builtins__")
         emit(b"D", 0, b"")
@@ -1146,7 +1176,7 @@ def _build_harness(flat: bool):
 
     def bind(job: "Job") -> bytes:
         """In the test process, before any of its code runs: this job's state, and a fresh key."""
-        nonlocal prefix, owner, sent, fixed_deps, module_checks, own_names, entry_message
+        nonlocal prefix, owner, sent, fixed_deps, module_checks, own_names, entry_message, builtins_version
         key = os.urandom(16).hex().encode()
         prefix = key + b"|"
         owner = getpid()
@@ -1155,6 +1185,8 @@ def _build_harness(flat: bool):
         entry_message = f"entry point {job.entry_point!r} is not defined by the code"
         namespace.clear()
         namespace.update({"__name__": "solution", "__builtins__": builtins_module})
+        if builtins_version_view is not None:
+            builtins_version = builtins_version_view.value
         return key
 
     def hook(event: str, args: tuple) -> None:
