@@ -120,3 +120,28 @@ def test_the_sandbox_outlives_the_thread_that_first_used_it():
     result = run_python(ADD, PASSING, "add")
     assert result.passed, result
     assert warm_pid() == pid
+
+
+def test_a_long_silent_test_is_not_taken_for_a_wedged_sandbox(monkeypatch):
+    monkeypatch.setattr(python_runner, "STALLED_S", 0.2)
+    assert run_python(ADD, PASSING, "add").passed
+    pid = warm_pid()
+    result = run_python("import time\ntime.sleep(1.5)\n" + ADD, PASSING, "add", timeout_s=5)
+    assert result.passed, result  # silent for 1.5 s > STALLED_S, but within its own timeout
+    assert warm_pid() == pid
+
+
+def test_a_wedged_sandbox_is_killed_and_replaced(monkeypatch):
+    monkeypatch.setattr(python_runner, "STALLED_S", 0.2)
+    assert run_python(ADD, PASSING, "add").passed
+    sandbox = python_runner._WARM
+    launched = psutil.Process(sandbox.proc.pid)
+    fork_server = [p for p in [launched, *launched.children(recursive=True)]
+                   if p.name().startswith("python") and "-I" in p.cmdline()]
+    assert fork_server, "no fork server process found"
+    for process in fork_server:
+        process.send_signal(signal.SIGSTOP)  # alive but silent: wedged
+    result = run_python(ADD, PASSING, "add", timeout_s=1)
+    assert not result.passed and result.errors[0].kind == "SandboxError", result
+    assert run_python(ADD, PASSING, "add").passed
+    assert python_runner._WARM is not sandbox

@@ -164,7 +164,8 @@ IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
 URGENT_JOBS = 4
 """Calls of at most this many jobs (a capture_feedback) run ahead of queued bulk work."""
 STALLED_S = 30.0
-"""A warm sandbox that owes verdicts and has said nothing for this long is killed and replaced."""
+"""A warm sandbox that owes verdicts and has said nothing for this long (plus the longest timeout among
+them: a long test is silent until it ends) is killed and replaced."""
 
 
 class _Call:
@@ -203,7 +204,7 @@ class _WarmSandbox:
         self.stderr.start()
         self.table_lock = threading.Lock()  # job id -> caller; never held while writing to the sandbox
         self.write_lock = threading.Lock()
-        self.waiting: dict[int, tuple[_Call, int]] = {}
+        self.waiting: dict[int, tuple[_Call, int, float]] = {}  # job id -> (caller, index, timeout)
         self.next_id = 0
         self.alive = True
         self.last_heard = time.monotonic()
@@ -228,8 +229,8 @@ class _WarmSandbox:
                 raise _SandboxGone
             first = self.next_id
             self.next_id += len(jobs)
-            for index in range(len(jobs)):
-                self.waiting[first + index] = (call, index)
+            for index, job in enumerate(jobs):
+                self.waiting[first + index] = (call, index, float(job.timeout_s))
             self.in_flight += 1
             if self.idle_timer is not None:
                 self.idle_timer.cancel()
@@ -245,7 +246,7 @@ class _WarmSandbox:
             budget = _budget(jobs, self.workers)
             while not call.done.wait(min(budget, 5.0)):
                 budget -= 5.0
-                if budget <= 0 or (time.monotonic() - self.last_heard > STALLED_S and self._owes_verdicts()):
+                if budget <= 0 or self._stalled():
                     break
         finally:
             with self.table_lock:
@@ -265,9 +266,12 @@ class _WarmSandbox:
         return [_to_result(call.results[i], self.level) if i in call.results else _lost(self.level, elapsed_ms, why)
                 for i in range(len(jobs))]
 
-    def _owes_verdicts(self) -> bool:
+    def _stalled(self) -> bool:
         with self.table_lock:
-            return bool(self.waiting)
+            if not self.waiting:
+                return False
+            longest = max(timeout for _, _, timeout in self.waiting.values())
+        return time.monotonic() - self.last_heard > STALLED_S + longest
 
     def _read(self) -> None:
         for raw in self.proc.stdout:
@@ -282,7 +286,8 @@ class _WarmSandbox:
             with self.table_lock:
                 target = self.waiting.pop(job_id, None) if isinstance(job_id, int) else None
             if target is not None:
-                target[0].deliver(target[1], message)
+                call, index, _ = target
+                call.deliver(index, message)
         # The sandbox is gone (idle shutdown, killed, crashed): fail whatever it still owed.
         with self.table_lock:
             self.alive = False
@@ -296,7 +301,7 @@ class _WarmSandbox:
         self.proc.wait()
         self.stderr.join(timeout=2)
         why = self.stderr.text().strip()[-1500:] or f"exit status {self.proc.returncode}"
-        for call, _ in owed:
+        for call, _, _ in owed:
             call.fail(why)
         for stream in (self.proc.stdout, self.proc.stderr):
             try:
