@@ -1031,12 +1031,7 @@ def _build_harness(flat: bool):
         sent[index] |= 2
         emit(b"F", index, enc(message))
 
-    def check_assert(index: int, condition, message) -> None:
-        try:
-            holds = True if condition() else False
-        except:
-            err(index)
-            return
+    def conclude(index: int, holds: bool, message) -> None:
         if holds:
             ok(index)
             return
@@ -1045,6 +1040,14 @@ def _build_harness(flat: bool):
         except:
             detail = None
         fail(index, detail)
+
+    def check_assert(index: int, condition, message) -> None:
+        try:
+            holds = True if condition() else False
+        except:
+            err(index)
+            return
+        conclude(index, holds, message)
 
     def is_plain(value, depth: int = 0) -> bool:
         kind = type_(value)
@@ -1104,14 +1107,7 @@ def _build_harness(flat: bool):
         if lying is not None:
             tamper(lying)
             return
-        if holds:
-            ok(index)
-            return
-        try:
-            detail = None if message is None else message()
-        except:
-            detail = None
-        fail(index, detail)
+        conclude(index, holds, message)
 
     def err(index: int) -> None:
         if sent[index] & 2:
