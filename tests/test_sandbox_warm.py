@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from roopik_rl_mcp.sandbox import BatchJob, python_runner, run_batch, run_python
+from roopik_rl_mcp.sandbox import BatchJob, run_batch, run_python, warm
 
 ADD = "def add(a, b):\n    return a + b\n"
 PASSING = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
@@ -21,14 +21,14 @@ FAILING = "def check(candidate):\n    assert candidate(1, 2) == 4\n"
 
 @pytest.fixture(autouse=True)
 def fresh_warm_sandbox():
-    python_runner.shutdown()
+    warm.shutdown()
     yield
-    python_runner.shutdown()
+    warm.shutdown()
 
 
 def warm_pid() -> int:
-    assert python_runner._WARM is not None and python_runner._WARM.alive
-    return python_runner._WARM.proc.pid
+    assert warm._WARM is not None and warm._WARM.alive
+    return warm._WARM.proc.pid
 
 
 def test_consecutive_calls_share_one_sandbox():
@@ -99,14 +99,14 @@ def test_a_sandbox_killed_mid_call_fails_that_call_and_the_next_one_works():
 
 
 def test_an_idle_sandbox_shuts_down_and_the_next_call_starts_another(monkeypatch):
-    monkeypatch.setattr(python_runner, "IDLE_S", 0.3)
+    monkeypatch.setattr(warm, "IDLE_S", 0.3)
     assert run_python(ADD, PASSING, "add").passed
-    old = python_runner._WARM
+    old = warm._WARM
     process = psutil.Process(old.proc.pid)
     process.wait(timeout=10)  # it exits by itself once idle
     assert not old.alive
     assert run_python(ADD, FAILING, "add").status == "failed"
-    assert python_runner._WARM is not old
+    assert warm._WARM is not old
 
 
 def test_the_sandbox_outlives_the_thread_that_first_used_it():
@@ -123,7 +123,7 @@ def test_the_sandbox_outlives_the_thread_that_first_used_it():
 
 
 def test_a_long_silent_test_is_not_taken_for_a_wedged_sandbox(monkeypatch):
-    monkeypatch.setattr(python_runner, "STALLED_S", 0.2)
+    monkeypatch.setattr(warm, "STALLED_S", 0.2)
     assert run_python(ADD, PASSING, "add").passed
     pid = warm_pid()
     result = run_python("import time\ntime.sleep(1.5)\n" + ADD, PASSING, "add", timeout_s=5)
@@ -132,9 +132,9 @@ def test_a_long_silent_test_is_not_taken_for_a_wedged_sandbox(monkeypatch):
 
 
 def test_a_wedged_sandbox_is_killed_and_replaced(monkeypatch):
-    monkeypatch.setattr(python_runner, "STALLED_S", 0.2)
+    monkeypatch.setattr(warm, "STALLED_S", 0.2)
     assert run_python(ADD, PASSING, "add").passed
-    sandbox = python_runner._WARM
+    sandbox = warm._WARM
     launched = psutil.Process(sandbox.proc.pid)
     fork_server = [p for p in [launched, *launched.children(recursive=True)]
                    if p.name().startswith("python") and "-I" in p.cmdline()]
@@ -144,4 +144,4 @@ def test_a_wedged_sandbox_is_killed_and_replaced(monkeypatch):
     result = run_python(ADD, PASSING, "add", timeout_s=1)
     assert not result.passed and result.errors[0].kind == "SandboxError", result
     assert run_python(ADD, PASSING, "add").passed
-    assert python_runner._WARM is not sandbox
+    assert warm._WARM is not sandbox

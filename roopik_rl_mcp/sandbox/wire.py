@@ -1,0 +1,135 @@
+"""Talking to a sandbox process: what goes in (jobs, limits), what comes out (verdicts), and its lifetime.
+
+Shared by the one-off sandbox of `python_runner._run` and the shared warm sandbox (warm.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+
+from roopik_rl_mcp.sandbox import isolation as iso
+from roopik_rl_mcp.sandbox.models import ExecError, ExecutionResult, TestOutcome
+
+STARTUP_S = 30.0
+"""How long a sandbox may take to start before its batch is failed."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 1 << 30
+    """Address space per process (RLIMIT_AS)."""
+    file_bytes: int = 16 << 20
+    """Largest file the code may write (RLIMIT_FSIZE)."""
+    open_files: int = 64
+    nproc: int = 32
+    """Processes per test (RLIMIT_NPROC, counted inside the test's own user namespace)."""
+    output_bytes: int = 64 << 10
+    """Kept per stream; the rest is read and dropped, and a visible marker says how much."""
+    output_hard_bytes: int = 8 << 20
+    """Total output after which the test is killed (a flood cannot keep the fork server busy)."""
+    tmpfs_bytes: int = 64 << 20
+    """Size of the test's private /tmp and work dir."""
+
+    def as_dict(self) -> dict:
+        return {"memory_bytes": self.memory_bytes, "file_bytes": self.file_bytes, "open_files": self.open_files,
+                "nproc": self.nproc, "output_bytes": self.output_bytes, "output_hard_bytes": self.output_hard_bytes}
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One program for `run_batch`: `code`, then `tests` against it (`check(candidate)` needs `entry_point`)."""
+
+    code: str
+    tests: str | None = None
+    entry_point: str | None = None
+    timeout_s: float = 10.0
+
+
+class StderrTail(threading.Thread):
+    """Drains the sandbox's stderr (its own diagnostics), keeping the last `cap` bytes."""
+
+    def __init__(self, stream, cap: int = 16 << 10) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.cap, self.data = stream, cap, bytearray()
+
+    def run(self) -> None:
+        while True:
+            chunk = self.stream.read1(65536)
+            if not chunk:
+                return
+            self.data += chunk
+            if len(self.data) > self.cap:
+                del self.data[: len(self.data) - self.cap]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def job_line(job_id: int, job: BatchJob, limits: dict | None = None, urgent: bool = False) -> bytes:
+    line = {"id": job_id, "code": job.code, "tests": job.tests, "entry_point": job.entry_point,
+            "timeout_s": float(job.timeout_s)}
+    if limits:
+        line["limits"] = limits
+    if urgent:
+        line["urgent"] = True
+    return (json.dumps(line) + "\n").encode()
+
+
+def budget(jobs: list[BatchJob], parallel: int) -> float:
+    """How long a batch may take before the sandbox counts as wedged (generous: never a test's own timeout)."""
+    return STARTUP_S + sum(job.timeout_s + 1.0 for job in jobs) / parallel + 5.0 * math.ceil(len(jobs) / parallel)
+
+
+def lost(level: str, elapsed_ms: int, why: str) -> ExecutionResult:
+    message = f"the sandbox ended before this program's verdict ({why})"
+    return ExecutionResult(status="error", passed=False, duration_ms=elapsed_ms, isolation=level,
+                           errors=[ExecError(kind="SandboxError", message=message[:2000])])
+
+
+def start(launch: iso.Launch) -> subprocess.Popen:
+    return subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=launch.env, cwd=launch.cwd, start_new_session=True, close_fds=True)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+def to_result(raw: dict, level: str) -> ExecutionResult:
+    tests = [TestOutcome(**{k: t.get(k) for k in ("id", "status", "line", "source", "message")})
+             for t in raw.get("tests") or []]
+    errors = [ExecError(kind=str(e.get("kind") or "Error"), message=str(e.get("message") or e.get("kind") or ""),
+                        line=e.get("line") if isinstance(e.get("line"), int) else None, file=e.get("file"))
+              for e in raw.get("errors") or []]
+    status = raw.get("status", "error")
+    if status not in ("passed", "failed", "error", "timeout", "build_error", "no_tests"):
+        status = "error"
+    passed_count = sum(t.status == "passed" for t in tests)
+    # Recomputed here rather than trusted: a pass needs tests, all of them passed, and no error.
+    all_passed = bool(tests) and passed_count == len(tests) and not errors
+    if status == "passed" and not all_passed:
+        status = "failed"
+    first = raw.get("first_failure")
+    return ExecutionResult(
+        status=status,
+        passed=status == "passed" and all_passed,
+        tests_passed=passed_count,
+        tests_total=len(tests),
+        errors=errors,
+        tests=tests,
+        stdout=str(raw.get("stdout") or ""),
+        stderr=str(raw.get("stderr") or ""),
+        duration_ms=int(raw.get("duration_ms") or 0),
+        exit_code=raw.get("exit_code") if isinstance(raw.get("exit_code"), int) else None,
+        isolation=level,
+        first_failure=first if isinstance(first, str) else None,
+    )
