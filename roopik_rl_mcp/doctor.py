@@ -30,11 +30,14 @@ def report() -> tuple[str, bool]:
                      "full isolation")
     for note in isolation.notes:
         lines.append(f"            {note[:300]}")
-    started = time.perf_counter()
-    probe = run_python("def f():\n    return 1\n", "assert f() == 1", timeout_s=5)
-    single_ms = (time.perf_counter() - started) * 1000
-    lines.append(f"            single run: {probe.status} in {single_ms:.0f} ms (sandbox start-up included)")
-    ok &= probe.passed
+    timings = []
+    for _ in range(2):  # the first call starts the shared warm sandbox; the second is what calls cost
+        started = time.perf_counter()
+        probe = run_python("def f():\n    return 1\n", "assert f() == 1", timeout_s=5)
+        timings.append((time.perf_counter() - started) * 1000)
+        ok &= probe.passed
+    lines.append(f"            single run: {probe.status} in {timings[1]:.0f} ms through the warm sandbox "
+                 f"({timings[0]:.0f} ms for the first, which starts it)")
     jobs = [BatchJob("def f(x):\n    return x + 1\n", f"assert f({i}) == {i + 1}", timeout_s=5) for i in range(24)]
     started = time.perf_counter()
     results = run_batch(jobs)
