@@ -452,16 +452,16 @@ async def test_hostile_capture_feedback_calls_then_a_normal_one(client):
 
 def test_a_killed_sandbox_fails_its_batch_without_hurting_the_server(monkeypatch):
     # Simulate the sandbox dying mid-batch: every unfinished job is an error, none is a pass.
-    from roopik_rl_mcp.sandbox import python_runner
+    from roopik_rl_mcp.sandbox import wire
 
-    real_popen = python_runner.subprocess.Popen
+    real_popen = wire.subprocess.Popen
 
     def popen(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
         threading.Timer(0.5, lambda: os.killpg(proc.pid, signal.SIGKILL)).start()
         return proc
 
-    monkeypatch.setattr(python_runner.subprocess, "Popen", popen)
+    monkeypatch.setattr(wire.subprocess, "Popen", popen)
     results = run_batch([BatchJob("import time\ntime.sleep(3)\n", "assert True", None, 5)] * 2, workers=2)
     assert all(not r.passed and r.status == "error" for r in results)
     monkeypatch.undo()

@@ -306,7 +306,7 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = Non
         return False
     finally:
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    size = int(size or cfg.get("tmpfs_bytes") or (64 << 20))
+    size = int(size or (64 << 20))
     workdir = cfg["workdir"]
     ok = True
     # The server's home and data directory: empty, read-only; interpreter directories inside stay visible.
@@ -814,9 +814,7 @@ class Job:
     def __init__(self, raw: dict, tests: CompiledTests) -> None:
         self.raw = raw
         self.tests = tests.tests
-        self.prepared_flow = tests.prepared_flow
-        self.hello = tests.hello
-        self.fixed_deps, self.module_checks, self.own_names = tests.fixed_deps, tests.module_checks, tests.own_names
+        self.compiled = tests  # prepared by the fork server's Harness: flow, HELLO payload, tamper checks
         self.entry_point = raw.get("entry_point")
         self.early: dict | None = None  # a result decided without running anything
         self.solution = None
@@ -877,10 +875,10 @@ class Harness:
         key = self.bind(job)
         entry = job.entry_point if job.entry_point is not None else "\x00no entry point"
         # The solution and entry point are constants of the flow's own (top-level) code only.
-        flow = _substitute(job.prepared_flow, {PH["SOL"]: job.solution, PH["ENTRY"]: entry}, deep=False)
+        flow = _substitute(job.compiled.prepared_flow, {PH["SOL"]: job.solution, PH["ENTRY"]: entry}, deep=False)
         # The key (and what the tests are) goes to the fork server before any untrusted code exists; every
         # later record must carry the key.
-        os.write(RECORD_FD, b"HELLO|" + key + b"|" + job.hello + b"\n")
+        os.write(RECORD_FD, b"HELLO|" + key + b"|" + job.compiled.hello + b"\n")
         del key
         holder = [flow]
         del flow
@@ -1177,7 +1175,8 @@ def _build_harness(flat: bool):
         prefix = key + b"|"
         owner = getpid()
         sent = bytearray(len(job.tests))
-        fixed_deps, module_checks, own_names = job.fixed_deps, job.module_checks, job.own_names
+        compiled = job.compiled
+        fixed_deps, module_checks, own_names = compiled.fixed_deps, compiled.module_checks, compiled.own_names
         entry_message = f"entry point {job.entry_point!r} is not defined by the code"
         namespace.clear()
         namespace.update({"__name__": "solution", "__builtins__": builtins_module})

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 
 from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox import warm
 from roopik_rl_mcp.sandbox.models import ExecutionResult
-from roopik_rl_mcp.sandbox.wire import BatchJob, Limits, StderrTail, budget, job_line, kill_tree, lost, start, to_result
+from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, end, job_line, kill_tree, lost, opening,
+                                        start, to_result)
 
 __all__ = ["BatchJob", "Limits", "isolation_level", "prewarm", "probe", "run_batch", "run_python"]
 
@@ -79,8 +79,7 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
     launch = iso.launch(level)
     # One more worker than cores: while a test is being set up or torn down (kernel time), another runs.
     default = (os.cpu_count() or 1) + 1
-    config = {**launch.config, "workers": max(1, min(workers or default, len(jobs))),
-              "limits": limits.as_dict(), "tmpfs_bytes": limits.tmpfs_bytes}
+    parallel = max(1, min(workers or default, len(jobs)))
     started = time.monotonic()
     results: dict[int, dict] = {}
     hello: dict = {}
@@ -90,8 +89,7 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
 
     def feed() -> None:
         try:
-            proc.stdin.write(iso.forkserver_code())
-            proc.stdin.write((json.dumps(config) + "\n").encode())
+            proc.stdin.write(opening(launch, parallel, limits))
             for index, job in enumerate(jobs):
                 proc.stdin.write(job_line(index, job))
             proc.stdin.close()
@@ -100,7 +98,7 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    watchdog = threading.Timer(budget(jobs, config["workers"]), kill_tree, args=(proc,))
+    watchdog = threading.Timer(budget(jobs, parallel), kill_tree, args=(proc,))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -121,20 +119,8 @@ def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) 
                     break
     finally:
         watchdog.cancel()
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_tree(proc)  # whatever is left of the sandbox goes, whatever it is doing
-        proc.wait()
+        end(proc, stderr, launch)
         writer.join(timeout=2)
-        stderr.join(timeout=2)
-        for stream in (proc.stdout, proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        launch.cleanup()
     elapsed_ms = int((time.monotonic() - started) * 1000)
     why = stderr.text().strip()[-1500:] or f"exit status {proc.returncode}"
     out = [to_result(results[i], level) if i in results else lost(level, elapsed_ms, why) for i in range(len(jobs))]

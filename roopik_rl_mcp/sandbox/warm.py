@@ -9,14 +9,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox.models import ExecutionResult
-from roopik_rl_mcp.sandbox.wire import BatchJob, Limits, StderrTail, budget, job_line, kill_tree, lost, start, to_result
+from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, end, job_line, kill_tree, lost, opening,
+                                        start, to_result)
 
 IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
 """A warm sandbox with nothing to do for this long is shut down (the next call starts another)."""
@@ -56,8 +56,6 @@ class _WarmSandbox:
         self.level, self.key = level, key
         self.launch = iso.launch(level)
         self.workers = (os.cpu_count() or 1) + 1
-        config = {**self.launch.config, "workers": self.workers, "limits": Limits().as_dict(),
-                  "tmpfs_bytes": Limits().tmpfs_bytes}
         self.proc = _SPAWNER.submit(start, self.launch).result()
         self.stderr = StderrTail(self.proc.stderr)
         self.stderr.start()
@@ -70,8 +68,7 @@ class _WarmSandbox:
         self.idle_timer: threading.Timer | None = None
         self.in_flight = 0
         try:
-            self.proc.stdin.write(iso.forkserver_code())
-            self.proc.stdin.write((json.dumps(config) + "\n").encode())
+            self.proc.stdin.write(opening(self.launch, self.workers, Limits()))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the reader sees the sandbox gone and says why
@@ -81,7 +78,7 @@ class _WarmSandbox:
     def run(self, jobs: list[BatchJob], limits: Limits) -> list[ExecutionResult]:
         started = time.monotonic()
         call = _Call(len(jobs))
-        limits_dict = {**limits.as_dict(), "tmpfs_bytes": limits.tmpfs_bytes}
+        limits_dict = limits.as_dict()
         urgent = len(jobs) <= URGENT_JOBS
         with self.table_lock:
             if not self.alive:
@@ -152,22 +149,10 @@ class _WarmSandbox:
             self.alive = False
             owed = list(self.waiting.values())
             self.waiting.clear()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_tree(self.proc)
-        self.proc.wait()
-        self.stderr.join(timeout=2)
+        end(self.proc, self.stderr, self.launch)
         why = self.stderr.text().strip()[-1500:] or f"exit status {self.proc.returncode}"
         for call, _, _ in owed:
             call.fail(why)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self.launch.cleanup()
 
     def _idle(self) -> None:
         with self.table_lock:

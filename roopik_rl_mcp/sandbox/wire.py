@@ -37,7 +37,8 @@ class Limits:
 
     def as_dict(self) -> dict:
         return {"memory_bytes": self.memory_bytes, "file_bytes": self.file_bytes, "open_files": self.open_files,
-                "nproc": self.nproc, "output_bytes": self.output_bytes, "output_hard_bytes": self.output_hard_bytes}
+                "nproc": self.nproc, "output_bytes": self.output_bytes, "output_hard_bytes": self.output_hard_bytes,
+                "tmpfs_bytes": self.tmpfs_bytes}
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,29 @@ def lost(level: str, elapsed_ms: int, why: str) -> ExecutionResult:
 def start(launch: iso.Launch) -> subprocess.Popen:
     return subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=launch.env, cwd=launch.cwd, start_new_session=True, close_fds=True)
+
+
+def opening(launch: iso.Launch, workers: int, limits: Limits) -> bytes:
+    """What a sandbox reads first: the fork server's code, then its config line (default limits per job)."""
+    config = {**launch.config, "workers": workers, "limits": limits.as_dict()}
+    return iso.forkserver_code() + (json.dumps(config) + "\n").encode()
+
+
+def end(proc: subprocess.Popen, stderr: StderrTail, launch: iso.Launch) -> None:
+    """After the last verdict (or none): give the sandbox a moment, then kill what is left and clean up."""
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_tree(proc)  # whatever is left of the sandbox goes, whatever it is doing
+    proc.wait()
+    stderr.join(timeout=2)
+    for stream in (proc.stdout, proc.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    launch.cleanup()
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
