@@ -764,10 +764,9 @@ class CompiledTests:
         self.flow = FLOWS[(False, False)]
         self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
         self.error: dict | None = None
-        # Set by Harness.prepare: the flow with the helpers (and these tests) substituted in, the HELLO
-        # record's payload, and what the tamper checks compare.
+        # Set by Harness.prepare: the flow with the helpers (and these tests) substituted in, and what the
+        # tamper checks compare.
         self.prepared_flow = None
-        self.hello = b""
         self.fixed_deps: tuple = ()
         self.module_checks: tuple = ()
         self.own_names: tuple = ()
@@ -814,7 +813,7 @@ class Job:
     def __init__(self, raw: dict, tests: CompiledTests) -> None:
         self.raw = raw
         self.tests = tests.tests
-        self.compiled = tests  # prepared by the fork server's Harness: flow, HELLO payload, tamper checks
+        self.compiled = tests  # prepared by the fork server's Harness: flow and tamper checks
         self.entry_point = raw.get("entry_point")
         self.early: dict | None = None  # a result decided without running anything
         self.solution = None
@@ -857,8 +856,6 @@ class Harness:
         if tests.code is not None:
             mapping[PH["TESTS"]] = _substitute(tests.code, mapping)
         tests.prepared_flow = _substitute(tests.flow, mapping)
-        tests.hello = json.dumps({"tests": [{k: t[k] for k in ("id", "line", "source", "kind")}
-                                            for t in tests.tests]}).encode()
         fixed = [(builtins.__dict__, name, PRISTINE_BUILTINS[name]) for name in tests.deps["builtins"]]
         for module_name in tests.deps["modules"]:
             fixed.append((sys.modules, module_name, PRISTINE_MODULES[module_name][0]))
@@ -876,9 +873,9 @@ class Harness:
         entry = job.entry_point if job.entry_point is not None else "\x00no entry point"
         # The solution and entry point are constants of the flow's own (top-level) code only.
         flow = _substitute(job.compiled.prepared_flow, {PH["SOL"]: job.solution, PH["ENTRY"]: entry}, deep=False)
-        # The key (and what the tests are) goes to the fork server before any untrusted code exists; every
-        # later record must carry the key.
-        os.write(RECORD_FD, b"HELLO|" + key + b"|" + job.compiled.hello + b"\n")
+        # The key goes to the fork server before any untrusted code exists; every later record must carry it.
+        # (What the tests are, the fork server knows: it compiled them.)
+        os.write(RECORD_FD, b"HELLO|" + key + b"|\n")
         del key
         holder = [flow]
         del flow
@@ -1284,18 +1281,21 @@ class Run:
         if self.key is None:
             try:
                 tag, key, payload = line.split(b"|", 2)
-                hello = json.loads(payload)
-                if tag != b"HELLO" or len(key) != 32 or not isinstance(hello, dict):
+                # An empty greeting: the tests run, and they are the ones this process compiled. Otherwise the
+                # job ended before any code ran ({"early": ...}: the solution does not compile, say).
+                hello = json.loads(payload) if payload else None
+                if tag != b"HELLO" or len(key) != 32 or not (hello is None or isinstance(hello, dict)):
                     raise ValueError("not a greeting")
             except ValueError:
                 self.violation = "the verdict channel did not start with the harness's greeting"
                 return
             self.key = key
-            self.tests = [t for t in hello.get("tests") or [] if isinstance(t, dict)]
+            if hello is None:
+                self.tests = self.spec.tests.tests if self.spec.tests is not None else []
+            elif isinstance(hello.get("early"), dict):
+                self.early = hello["early"]
             self.passed = [False] * len(self.tests)
             self.bad = [None] * len(self.tests)
-            if isinstance(hello.get("early"), dict):
-                self.early = hello["early"]
             return
         head = self.key + b"|"
         if not line.startswith(head):
@@ -1472,6 +1472,7 @@ class ForkServer:
         self.stdin_buffer = bytearray()
         self.poller = select.poll()
         self.wake_r, self.wake_w = os.pipe()
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)  # every test's stdin, opened once
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -1701,8 +1702,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     _signal.set_wakeup_fd(-1)
     for sig in _RESET_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
+    os.dup2(server.devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.dup2(records_w, RECORD_FD)
@@ -1723,7 +1723,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     job = Job(spec.raw, spec.tests)  # the solution is compiled here, under the limits, never in the fork server
     if job.early is not None:
         key = os.urandom(16).hex().encode()
-        hello = json.dumps({"tests": [], "early": job.early}).encode()
+        hello = json.dumps({"early": job.early}).encode()
         os.write(RECORD_FD, b"HELLO|" + key + b"|" + hello + b"\n")
         os._exit(0)
     server.harness.run(job)
