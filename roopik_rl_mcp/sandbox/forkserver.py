@@ -1638,11 +1638,10 @@ class ForkServer:
 
     def kill(self, run: Run) -> None:
         run.killed = True
-        for target in (run.pid,):
-            try:
-                os.kill(target, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         if self.flat:
             try:
                 os.killpg(run.pid, signal.SIGKILL)
