@@ -38,8 +38,8 @@ if str(REPO_ROOT) not in sys.path:  # `trainers` is a top-level package next to 
 
 from roopik_rl_mcp.config import missing_model_path  # noqa: E402
 from roopik_rl_mcp.evaluation.metrics import aggregate_pass_at_k  # noqa: E402
-from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 from roopik_rl_mcp.evaluation.tasks import Task, load_tasks  # noqa: E402
+from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 """Standard HumanEval stops: anything at column 0 after the function body ends the completion."""
@@ -232,11 +232,6 @@ class Generator:
                     row = row[: row.index(self.pad_token_id)]
                 out.append((self._decode_new(prompt_list, row), n_tokens))
         return out if self.do_sample else out * n
-
-
-def execute(task: Task, completion: str, timeout_s: float) -> tuple[str, bool]:
-    """Run `prompt + completion` against the task's `check(candidate)` tests; returns (status, passed)."""
-    return execute_many(task, [completion], timeout_s)[0]
 
 
 def execute_many(task: Task, completions: list[str], timeout_s: float) -> list[tuple[str, bool]]:

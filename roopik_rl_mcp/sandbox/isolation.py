@@ -19,7 +19,6 @@ allows it (SysV IPC and message queues are refused by its seccomp filter instead
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import shlex
@@ -389,12 +388,3 @@ def _probe_levels() -> Isolation:
     if forced:
         raise RuntimeError(f"{FORCE_ENV}={forced}: that isolation level does not work here: {notes[-1]}")
     return Isolation(level="process", hello={}, notes=notes + ["no level passed its probe"])
-
-
-def debug_command(level: str) -> str:
-    """The launch command, for bug reports (the fork server itself arrives on stdin)."""
-    return " ".join(shlex.quote(a) for a in launch(level).argv)
-
-
-def to_json(isolation: Isolation) -> str:
-    return json.dumps({"level": isolation.level, "hello": isolation.hello, "notes": isolation.notes})

@@ -11,17 +11,17 @@ single-threaded fork server.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
 from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox import warm
 from roopik_rl_mcp.sandbox.models import ExecutionResult
-from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, end, job_line, kill_tree, lost, opening,
-                                        start, to_result)
+from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, default_workers, end, job_line, kill_tree,
+                                        lost, opening, start, to_result)
 
 __all__ = ["BatchJob", "Limits", "isolation_level", "prewarm", "probe", "run_batch", "run_python"]
+
 
 def isolation_level() -> str:
     """The isolation level in force here (probed once): bwrap, netns+uid, netns, uid or process."""
@@ -77,9 +77,7 @@ def probe(level: str) -> tuple[bool, dict, str]:
 
 def _run(level: str, jobs: list[BatchJob], workers: int | None, limits: Limits) -> tuple[list[ExecutionResult], dict]:
     launch = iso.launch(level)
-    # One more worker than cores: while a test is being set up or torn down (kernel time), another runs.
-    default = (os.cpu_count() or 1) + 1
-    parallel = max(1, min(workers or default, len(jobs)))
+    parallel = max(1, min(workers or default_workers(), len(jobs)))
     started = time.monotonic()
     results: dict[int, dict] = {}
     hello: dict = {}

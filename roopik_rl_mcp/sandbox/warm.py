@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox.models import ExecutionResult
-from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, end, job_line, kill_tree, lost, opening,
-                                        start, to_result)
+from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, default_workers, end, job_line, kill_tree,
+                                        lost, opening, start, to_result)
 
 IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
 """A warm sandbox with nothing to do for this long is shut down (the next call starts another)."""
@@ -55,7 +55,7 @@ class _WarmSandbox:
     def __init__(self, level: str, key: tuple) -> None:
         self.level, self.key = level, key
         self.launch = iso.launch(level)
-        self.workers = (os.cpu_count() or 1) + 1
+        self.workers = default_workers()
         self.proc = _SPAWNER.submit(start, self.launch).result()
         self.stderr = StderrTail(self.proc.stderr)
         self.stderr.start()

@@ -19,6 +19,12 @@ STARTUP_S = 30.0
 """How long a sandbox may take to start before its batch is failed."""
 
 
+def default_workers() -> int:
+    """Tests at once when the caller does not say: one more than cores, so that while a test is being set
+    up or torn down (kernel time) another one runs."""
+    return (os.cpu_count() or 1) + 1
+
+
 @dataclass(frozen=True)
 class Limits:
     memory_bytes: int = 1 << 30
