@@ -146,6 +146,61 @@ def test_state_does_not_leak_between_tests_of_a_batch():
     assert [r.passed for r in results[1:]] == [True, True, True], results
 
 
+LISTEN_ABSTRACT = """
+import socket
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind("\\0roopik-covert-{tag}")
+server.listen(1)
+server.settimeout(3)
+try:
+    peer, _ = server.accept()
+    heard = peer.recv(100).decode()
+except socket.timeout:
+    heard = "nothing"
+print("heard:", heard)
+"""
+CONNECT_ABSTRACT = """
+import socket, time
+outcome, deadline = "never tried", time.monotonic() + 2.5
+while time.monotonic() < deadline:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect("\\0roopik-covert-{tag}")
+        client.sendall(b"a message from another test")
+        outcome = "connected"
+        break
+    except OSError as exc:
+        outcome = type(exc).__name__
+        time.sleep(0.05)
+print("connect:", outcome)
+"""
+
+
+@pytest.mark.skipif(not iso.current().pertest_namespaces, reason="tests of a batch run one at a time at this level")
+def test_concurrent_tests_cannot_talk_over_abstract_sockets_or_terminals():
+    if not iso.current().hello.get("landlock"):
+        pytest.skip("no Landlock scoping on this kernel (6.12+): abstract Unix sockets are a documented residual risk")
+    # Two tests of one batch run at the same time in one network namespace: a listener and a client.
+    listener, client = run_batch([BatchJob(LISTEN_ABSTRACT.format(tag="batch"), "assert True", None, 8),
+                                  BatchJob(CONNECT_ABSTRACT.format(tag="batch"), "assert True", None, 8)], workers=2)
+    assert listener.passed and client.passed, (listener, client)
+    assert "heard: nothing" in listener.stdout, listener
+    assert "connect: PermissionError" in client.stdout, client
+    # A pseudo-terminal that one test writes to is not there for the other to open and read.
+    writer = ("import os, time\nmaster, slave = os.openpty()\nos.write(master, b'pty-secret\\n')\n"
+              "print('own pty:', os.ttyname(slave))\ntime.sleep(1.5)\n")
+    reader = ("import os, time\ntime.sleep(0.4)\nseen = []\nfor name in os.listdir('/dev/pts'):\n"
+              "    if name.isdigit():\n        fd = os.open('/dev/pts/' + name, os.O_RDONLY | os.O_NONBLOCK)\n"
+              "        try:\n            seen.append(os.read(fd, 100))\n        except OSError:\n            pass\n"
+              "print('read from ptys:', seen)\n")
+    wrote, read = run_batch([BatchJob(writer, "assert True", None, 8), BatchJob(reader, "assert True", None, 8)],
+                            workers=2)
+    assert wrote.passed and "own pty: /dev/pts/" in wrote.stdout, wrote  # ptys still work inside a test
+    assert read.passed and "read from ptys: []" in read.stdout, read
+    assert "pty-secret" not in read.stdout
+    still_serving()
+
+
 # -- containment: network ----------------------------------------------------------------------------
 
 
@@ -418,6 +473,16 @@ def test_fallback_levels_still_cut_the_network_and_reap_escapees(level, monkeypa
         assert not _was_reached(listener)
         never_passed(result, "error")
         assert result.isolation == level
+        # An abstract Unix socket of the server's (no network namespace at `uid` and `process`): Landlock's
+        # scope keeps the code from connecting to it, where the kernel has it.
+        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        tag = f"host-{os.getpid()}-{level}"
+        host.bind(f"\0roopik-covert-{tag}")
+        host.listen(1)
+        outcome = run_python(CONNECT_ABSTRACT.format(tag=tag), "assert True", timeout_s=8)
+        reached = _was_reached(host)
+        if iso.current().hello.get("landlock") or level not in ("uid", "process"):
+            assert not reached and "connect: connected" not in outcome.stdout, outcome
         marker = "27.1828"
         escape = (f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
                   f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\ntime.sleep(0.3)\n")

@@ -79,7 +79,7 @@ WORKDIR_IN_SANDBOX = "/tmp/sandbox"  # inside the per-test /tmp: one mount cover
 AHEAD = 5
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 36, 22, 47, 4
 SECCOMP_MODE_FILTER = 2
@@ -222,6 +222,37 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+# Landlock (Linux >= 6.12, ABI 6): a domain of its own per test, scoped so that its processes can neither
+# connect to abstract Unix sockets made outside it (another test's: every test of a batch shares one network
+# namespace) nor signal processes outside it. Same syscall numbers on every architecture.
+_SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_RESTRICT_SELF = 444, 446
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL = 1, 2
+
+
+class _LandlockRulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+_LANDLOCK_ATTR = _LandlockRulesetAttr(0, 0, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL)
+_LANDLOCK_ARGS = (ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(_LANDLOCK_ATTR),
+                  ctypes.c_size_t(ctypes.sizeof(_LANDLOCK_ATTR)), ctypes.c_uint32(0))
+
+
+def _landlock_scope() -> bool:
+    """Enter a Landlock domain of this process's own (inherited by its children). False where the kernel has
+    no Landlock or an ABI older than 6 (it refuses the `scoped` field)."""
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # what an unprivileged process needs to restrict itself
+    ruleset = _libc.syscall(*_LANDLOCK_ARGS)
+    if ruleset < 0:
+        return False
+    try:
+        restrict = ctypes.c_long(_SYS_LANDLOCK_RESTRICT_SELF)
+        return _libc.syscall(restrict, ctypes.c_long(ruleset), ctypes.c_uint32(0)) == 0
+    finally:
+        os.close(ruleset)
+
+
 _CAP_HEADER = _CapHeader(0x20080522, 0)
 _CAP_DATA = (_CapData * 2)()
 _CAP_ARGS = (ctypes.byref(_CAP_HEADER), _CAP_DATA)
@@ -327,6 +358,10 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = Non
     for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # shared scratch space, if the level has any
         if os.path.isdir(path):
             _mount_tmpfs(path, "size=1m,mode=1777")
+    # Pseudo-terminals of its own: a fresh devpts instance (/dev/ptmx allocates from the /dev/pts beside it),
+    # so that concurrent tests cannot open each other's ptys to pass data, nor reach the host's terminals.
+    if os.path.isdir("/dev/pts"):
+        _libc.mount(b"devpts", b"/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=0620")
     # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
     ok &= _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY)
     return bool(ok)
@@ -1459,6 +1494,7 @@ class ForkServer:
         self.channel = channel
         self.pertest = bool(cfg.get("pertest_ns", True)) and _probe_namespaces(cfg)
         self.seccomp = _probe(_install_seccomp)
+        self.landlock = _probe(_landlock_scope)
         self.flat = not self.pertest
         self.harness = Harness(self.flat)
         cpus = os.cpu_count() or 1
@@ -1494,7 +1530,8 @@ class ForkServer:
 
     def hello(self) -> None:
         self.send({"hello": {"pid": os.getpid(), "uid": os.getuid(), "pertest_namespaces": self.pertest,
-                             "seccomp": self.seccomp, "workers": self.workers, "python": sys.version.split()[0]}})
+                             "seccomp": self.seccomp, "landlock": self.landlock, "workers": self.workers,
+                             "python": sys.version.split()[0]}})
 
     # -- main loop ---------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -1717,6 +1754,8 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     except OSError:
         os.chdir("/")
     _drop_capabilities()
+    if server.landlock and not _landlock_scope():
+        os._exit(71)
     _apply_limits(spec.limits)
     _install_seccomp()
     job = Job(spec.raw, spec.tests)  # the solution is compiled here, under the limits, never in the fork server

@@ -66,6 +66,8 @@ class Isolation:
         parts.append("per-test pid/mount namespaces" if self.pertest_namespaces else
                      "NO per-test namespaces (tests run one at a time, leftovers swept)")
         parts.append("seccomp filter" if self.hello.get("seccomp") else "NO seccomp filter")
+        parts.append("Landlock scope per test (abstract Unix sockets, signals)" if self.hello.get("landlock") else
+                     "NO Landlock scope (kernel before 6.12): concurrent tests could talk over abstract Unix sockets")
         uid = self.hello.get("uid")
         if uid is not None:
             parts.append(f"code runs as uid {self.hello.get('outer_uid', uid)}")
