@@ -148,8 +148,14 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _seccomp_program():
-    """A classic-BPF filter as a ctypes sock_fprog, or None on an architecture we do not know."""
+def _seccomp_program(part: str):
+    """A classic-BPF filter as a ctypes sock_fprog, or None on an architecture we do not know.
+
+    Two parts, because installing a filter costs in proportion to its length (the kernel converts and
+    compiles it) and a test process pays for what it installs: the `base` part holds what the fork server
+    itself never needs and is installed once in it (test processes inherit it); the `test` part holds
+    what the fork server needs for making tests (new user namespaces, mounts, any descriptor) and is
+    installed by each test process after its set-up."""
     table = _SYSCALLS.get(os.uname().machine)
     if table is None:
         return None
@@ -172,41 +178,43 @@ def _seccomp_program():
             prog.extend(block)
 
     eperm = deny(errno.EPERM)
-    fd_block = lambda i: [(ld, 0, 0, arg(i)), (jeq, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)]  # noqa: E731
-    rule(table["dup2"], fd_block(1))
-    rule(table["dup3"], fd_block(1))
-    rule(table["close"], fd_block(0))
-    rule(table["close_range"], [(ld, 0, 0, arg(0)), (jgt, 3, 0, RECORD_FD), (ld, 0, 0, arg(1)),
-                                (jge, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)])
-    unix_only = [(ld, 0, 0, arg(0)), (jeq, 0, 1, 1), (ret, 0, 0, allow), (ret, 0, 0, deny(errno.EAFNOSUPPORT))]
-    rule(table["socket"], unix_only)
-    rule(table["socketpair"], unix_only)
-    no_userns = [(ld, 0, 0, arg(0)), (jset, 0, 1, CLONE_NEWUSER), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
-    rule(table["clone"], no_userns)
-    rule(table["unshare"], no_userns)
-    rule(table["clone3"], [(ret, 0, 0, deny(errno.ENOSYS))])  # glibc falls back to clone()
-    for name in ("setns", "io_uring_setup", "process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd", "bpf",
-                 "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load",
-                 "open_by_handle_at", "mount", "umount2", "pivot_root", "chroot",
-                 # SysV IPC and POSIX message queues: shared by every test of a batch (one IPC namespace)
-                 "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv",
-                 "msgctl", "mq_open", "mq_unlink"):
-        rule(table[name], [(ret, 0, 0, eperm)])
+    if part == "test":
+        fd_block = lambda i: [(ld, 0, 0, arg(i)), (jeq, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)]  # noqa: E731
+        rule(table["dup2"], fd_block(1))
+        rule(table["dup3"], fd_block(1))
+        rule(table["close"], fd_block(0))
+        rule(table["close_range"], [(ld, 0, 0, arg(0)), (jgt, 3, 0, RECORD_FD), (ld, 0, 0, arg(1)),
+                                    (jge, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)])
+        no_userns = [(ld, 0, 0, arg(0)), (jset, 0, 1, CLONE_NEWUSER), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+        rule(table["clone"], no_userns)
+        rule(table["unshare"], no_userns)
+        for name in ("mount", "umount2"):
+            rule(table[name], [(ret, 0, 0, eperm)])
+    else:
+        unix_only = [(ld, 0, 0, arg(0)), (jeq, 0, 1, 1), (ret, 0, 0, allow), (ret, 0, 0, deny(errno.EAFNOSUPPORT))]
+        rule(table["socket"], unix_only)
+        rule(table["socketpair"], unix_only)
+        rule(table["clone3"], [(ret, 0, 0, deny(errno.ENOSYS))])  # its flags are out of reach; glibc falls back
+        for name in ("setns", "io_uring_setup", "process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd",
+                     "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load",
+                     "open_by_handle_at", "pivot_root", "chroot",
+                     # SysV IPC and POSIX message queues: shared by every test of a batch (one IPC namespace)
+                     "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget", "msgsnd",
+                     "msgrcv", "msgctl", "mq_open", "mq_unlink"):
+            rule(table[name], [(ret, 0, 0, eperm)])
     prog.append((ret, 0, 0, allow))
     array = (_SockFilter * len(prog))(*[_SockFilter(*p) for p in prog])
     return _SockFprog(len(prog), array), array
 
 
-_SECCOMP = _seccomp_program()
-_SECCOMP_REF = ctypes.byref(_SECCOMP[0]) if _SECCOMP is not None else None
+_SECCOMP = {part: _seccomp_program(part) for part in ("base", "test")}
+_SECCOMP_REF = {part: ctypes.byref(prog[0]) for part, prog in _SECCOMP.items() if prog is not None}
 
 
-def _install_seccomp() -> bool:
-    if _SECCOMP is None:
+def _install_seccomp(*parts: str) -> bool:
+    if len(_SECCOMP_REF) != len(_SECCOMP) or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        return False
-    return _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _SECCOMP_REF, 0, 0) == 0
+    return all(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _SECCOMP_REF[part], 0, 0) == 0 for part in parts)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1493,8 +1501,11 @@ class ForkServer:
         self.cfg = cfg
         self.channel = channel
         self.pertest = bool(cfg.get("pertest_ns", True)) and _probe_namespaces(cfg)
-        self.seccomp = _probe(_install_seccomp)
+        self.seccomp = _probe(lambda: _install_seccomp("base", "test"))
         self.landlock = _probe(_landlock_scope)
+        # From here on the fork server itself runs under the base part of the filter (test processes inherit
+        # it and add the rest): it needs none of those calls, and each test saves installing them.
+        self.base_filter = self.seccomp and _install_seccomp("base")
         self.flat = not self.pertest
         self.harness = Harness(self.flat)
         cpus = os.cpu_count() or 1
@@ -1757,7 +1768,8 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     if server.landlock and not _landlock_scope():
         os._exit(71)
     _apply_limits(spec.limits)
-    _install_seccomp()
+    if server.seccomp:  # the base part is in force already where the fork server runs under it
+        _install_seccomp(*(("test",) if server.base_filter else ("base", "test")))
     job = Job(spec.raw, spec.tests)  # the solution is compiled here, under the limits, never in the fork server
     if job.early is not None:
         key = os.urandom(16).hex().encode()
