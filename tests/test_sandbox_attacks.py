@@ -201,6 +201,35 @@ def test_concurrent_tests_cannot_talk_over_abstract_sockets_or_terminals():
     still_serving()
 
 
+def _seccomp_status(pid: int) -> tuple[str, int]:
+    fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return fields["Seccomp"].strip(), int(fields.get("Seccomp_filters", "0"))
+
+
+@pytest.mark.skipif(not iso.current().hello.get("seccomp"), reason="no seccomp filter at this level")
+def test_the_fork_server_runs_under_the_base_filter_and_tests_add_their_own():
+    """Seen from outside, in /proc: the fork server is filtered (mode 2, one filter) and a running test
+    process stacks its own part on top (two filters)."""
+    sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(2)\n", "assert True"),
+                               kwargs={"timeout_s": 5})
+    sleeper.start()
+    servers: list[psutil.Process] = []
+    tests: list[psutil.Process] = []
+    deadline = time.monotonic() + 10
+    while not tests and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            servers = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[1:4] == ["-I", "-S", "-X"]]
+            tests = [c for s in servers for c in s.children() if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            continue
+    assert servers and tests, (servers, tests)
+    assert _seccomp_status(servers[0].pid) == ("2", 1)
+    assert _seccomp_status(tests[0].pid) == ("2", 2)
+    sleeper.join()
+    still_serving()
+
+
 # -- containment: network ----------------------------------------------------------------------------
 
 
