@@ -201,6 +201,19 @@ def test_concurrent_tests_cannot_talk_over_abstract_sockets_or_terminals():
     still_serving()
 
 
+def _live_children(process: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+    """Children that are alive, with their command lines read (zombies and processes gone are left out)."""
+    alive = []
+    for child in process.children(recursive=recursive):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                child.info = {"cmdline": child.cmdline()}
+                alive.append(child)
+        except psutil.Error:
+            pass
+    return alive
+
+
 def _seccomp_status(pid: int) -> tuple[str, int]:
     fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
     return fields["Seccomp"].strip(), int(fields.get("Seccomp_filters", "0"))
@@ -218,11 +231,9 @@ def test_the_fork_server_runs_under_the_base_filter_and_tests_add_their_own():
     deadline = time.monotonic() + 10
     while not tests and time.monotonic() < deadline:
         time.sleep(0.05)
-        try:
-            servers = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[1:4] == ["-I", "-S", "-X"]]
-            tests = [c for s in servers for c in s.children() if c.status() != psutil.STATUS_ZOMBIE]
-        except psutil.NoSuchProcess:
-            continue
+        servers = [p for p in _live_children(psutil.Process(), recursive=True)
+                   if p.info["cmdline"][1:4] == ["-I", "-S", "-X"]]
+        tests = [child for server in servers for child in _live_children(server)]
     assert servers and tests, (servers, tests)
     assert _seccomp_status(servers[0].pid) == ("2", 1)
     assert _seccomp_status(tests[0].pid) == ("2", 2)
