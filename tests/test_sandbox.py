@@ -108,6 +108,46 @@ def test_memory_bomb_is_stopped():
     assert result.status == "error" and result.errors[0].kind == "MemoryError"
 
 
+MULTIPROCESSING = """
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+
+def square(x):
+    return x * x
+
+def worker(queue, lock, x):
+    with lock:
+        queue.put(x * x)
+
+def with_pool(n):
+    with mp.Pool(2) as pool:
+        return pool.map(square, range(n))
+
+def with_processes(n):
+    queue, lock = mp.Queue(), mp.Lock()
+    processes = [mp.Process(target=worker, args=(queue, lock, i)) for i in range(n)]
+    for process in processes:
+        process.start()
+    out = sorted(queue.get(timeout=5) for _ in processes)
+    for process in processes:
+        process.join()
+    return out
+
+def with_executor(n):
+    with ProcessPoolExecutor(2) as executor:
+        return list(executor.map(square, range(n)))
+"""
+
+
+def test_multiprocessing_works_inside_a_test():
+    """Pools pickle the solution's functions by module name, and locks and queues need /dev/shm: a correct
+    solution that uses them must not be judged an error."""
+    tests = ("assert with_pool(5) == [0, 1, 4, 9, 16]\nassert with_processes(4) == [0, 1, 4, 9]\n"
+             "assert with_executor(4) == [0, 1, 4, 9]\n")
+    result = run_python(MULTIPROCESSING, tests, timeout_s=30)
+    assert result.status == "passed" and result.tests_passed == 3, result
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network isolation needs Linux")
 def test_no_network_even_to_loopback():
     listener = socket.socket()

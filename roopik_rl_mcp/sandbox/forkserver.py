@@ -363,7 +363,7 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = Non
             os.makedirs(workdir, mode=0o700, exist_ok=True)
     else:
         ok &= _mount_tmpfs(workdir, f"size={size},mode=0700")
-    for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # shared scratch space, if the level has any
+    for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # scratch space of its own, where the level has it
         if os.path.isdir(path):
             _mount_tmpfs(path, "size=1m,mode=1777")
     # Pseudo-terminals of its own: a fresh devpts instance (/dev/ptmx allocates from the /dev/pts beside it),
@@ -958,7 +958,11 @@ def _build_harness(flat: bool):
     owner = -1
     sent = bytearray()
     allow = [0]
-    namespace: dict = {}
+    # The solution's (and the tests') globals are a module's, registered as `solution` in the test process:
+    # what its functions name as their module can be imported, so multiprocessing can pickle them.
+    solution_module = type(sys)("solution")
+    namespace: dict = solution_module.__dict__
+    modules = sys.modules
     fixed_deps: tuple = ()
     module_checks: tuple = ()
     own_names: tuple = ()
@@ -1220,6 +1224,7 @@ def _build_harness(flat: bool):
         entry_message = f"entry point {job.entry_point!r} is not defined by the code"
         namespace.clear()
         namespace.update({"__name__": "solution", "__builtins__": builtins_module})
+        modules["solution"] = solution_module
         if builtins_version_view is not None:
             builtins_version = builtins_version_view.value
         return key

@@ -320,8 +320,9 @@ def launch(level: str) -> Launch:
     python = python_command()
     # `expose`: interpreter dirs that the fork server's per-test mounts (hidden dirs, a fresh /tmp) keep.
     config: dict = {"hide": [], "workdir": WORKDIR_IN_SANDBOX, "expose": interpreter_paths(),
-                    # bwrap's /dev is read-only and it has no /var: no shared scratch space to cover per test
-                    "scratch": []}
+                    # bwrap's /dev is read-only: /dev/shm gets a tmpfs of each test's own, since multiprocessing's
+                    # locks, queues and pools need it (POSIX semaphores); bwrap's root has no /var
+                    "scratch": ["/dev/shm"]}
     host_workdir = None
     if level == "bwrap":
         argv = _bwrap_argv(python)
