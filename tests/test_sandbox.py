@@ -148,6 +148,22 @@ def test_multiprocessing_works_inside_a_test():
     assert result.status == "passed" and result.tests_passed == 3, result
 
 
+@pytest.mark.parametrize("name, code", [
+    ("asyncio (types.coroutine rewrites its own functions' code at import)",
+     "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0.01)\n    return 2 * x\n"
+     "assert asyncio.run(twice(21)) == 42\n"),
+    ("a Python subprocess (its loader opens and closes low descriptors)",
+     "import subprocess, sys\nout = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, "
+     "text=True)\nassert out.stdout.strip() == '42', out.stderr\n"),
+    ("a shell pipeline", "import subprocess\n"
+     "assert subprocess.run('echo hi | tr a-z A-Z', shell=True, capture_output=True, text=True).stdout == 'HI\\n'\n"),
+    ("getpass.getuser()", "import getpass\nassert getpass.getuser() == 'sandbox'\n"),
+])
+def test_everyday_library_use_works_inside_a_test(name, code):
+    result = run_python(code + "def ok():\n    return True\n", "assert ok()", timeout_s=20)
+    assert result.status == "passed", (name, result)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network isolation needs Linux")
 def test_no_network_even_to_loopback():
     listener = socket.socket()

@@ -72,7 +72,21 @@ _RESET_SIGNALS = (int(signal.SIGCHLD),)  # the fork server's own handler; the re
 SOLUTION_FILE = "solution.py"
 TESTS_FILE = "tests.py"
 FLOW_FILE = "<harness>"
-RECORD_FD = 3
+
+
+def _record_fd() -> int:
+    """The test process's verdict descriptor: 1023, far above what any program it execs can open (its
+    RLIMIT_NOFILE is 64 by default), because the seccomp filter refuses closing or replacing this number for
+    good, in exec'd programs too (a dynamic loader that got fd 3 and could not close it would fail). Raises
+    this process's soft limit to reach it where the hard limit allows; 3 where it does not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1024 and (hard == resource.RLIM_INFINITY or hard >= 1024):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        soft = 1024
+    return 1023 if soft == resource.RLIM_INFINITY or soft >= 1024 else 3
+
+
+RECORD_FD = _record_fd()
 MESSAGE_CHARS = 2000
 MAX_TRACEBACK = 500
 WORKDIR_IN_SANDBOX = "/tmp/sandbox"  # inside the per-test /tmp: one mount covers both
@@ -946,6 +960,12 @@ def _build_harness(flat: bool):
     assertion_error, syntax_error = AssertionError, SyntaxError
     value_error, import_error, permission_error, runtime_error = ValueError, ImportError, PermissionError, RuntimeError
     frame_attrs, blocked_events, blocked_imports = _FRAME_ATTRS, _BLOCKED_EVENTS, _BLOCKED_IMPORTS
+    # Functions whose code must not be replaced: the tests' and the solution's (in `namespace`), this module's
+    # and those of every module already loaded here (the tests may call them). A library the code imports
+    # itself may rewrite its own functions (asyncio does, through types.coroutine).
+    function_type, id_ = type(_build_harness), id
+    protected_globals = frozenset([id(globals())] + [id(vars(m)) for m in list(sys.modules.values())
+                                                     if getattr(m, "__dict__", None) is not None])
     entry_message = ""
     bool_, float_, complex_, bytes_, list_, tuple_, dict_, set_, frozenset_ = (
         bool, float, complex, bytes, list, tuple, dict, set, frozenset)
@@ -1248,7 +1268,10 @@ def _build_harness(flat: bool):
             raise value_error("ctypes is not available to code under test in this sandbox")
         elif event == "object.__setattr__":
             if args[1] == "__code__":
-                raise value_error("replacing __code__ is not allowed in this sandbox")
+                target = args[0]
+                if (type_(target) is not function_type or target.__globals__ is namespace
+                        or id_(target.__globals__) in protected_globals):
+                    raise value_error("replacing __code__ is not allowed in this sandbox")
         elif event == "import":
             if args[0] in blocked_imports:
                 raise import_error(f"{args[0]} is not available in this sandbox")
@@ -1759,6 +1782,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     os.dup2(err_w, 2)
     os.dup2(records_w, RECORD_FD)
     os.set_inheritable(RECORD_FD, False)  # exec'd programs do not get the verdict channel
+    os.closerange(3, RECORD_FD)
     os.closerange(RECORD_FD + 1, 1 << 16)
     if server.pertest:
         if not _setup_test_namespaces(server.cfg, uid, gid, spec.limits.get("tmpfs_bytes")):

@@ -237,6 +237,8 @@ def sandbox_env(home: str) -> dict[str, str]:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
+        "USER": "sandbox",  # getpass.getuser() and friends: the sandbox's uid has no passwd entry in it
+        "LOGNAME": "sandbox",
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
