@@ -16,11 +16,11 @@ every capability, applies the rlimits and a seccomp filter, compiles the solutio
 ends, or is killed at the deadline, the kernel kills everything else in its pid namespace: a
 double-forked, setsid'd process cannot outlive its test.
 
-Verdicts: the test process reports over a private pipe (fd 3) in records that start with a per-test key
+Verdicts: the test process reports over a private pipe (RECORD_FD, 1023) in records that start with a per-test key
 it created before any untrusted code ran. The rewritten tests call helpers that are embedded as *constants* of the
 test code objects, not names in any namespace, and the helpers hold the key. An audit hook installed
 right before the code runs refuses everything that could reach those constants (frames, code objects,
-gc traversal, ctypes, tracing), /proc is empty, and the seccomp filter forbids replacing fd 3. A test is
+gc traversal, ctypes, tracing), /proc is empty, and the seccomp filter forbids replacing RECORD_FD. A test is
 passed only when its own `passed` record arrived, no failure did, the harness's final record arrived,
 and the process exited 0. Everything else is failed, error or timeout. See docs/THREAT_MODEL.md.
 """
