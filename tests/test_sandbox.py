@@ -158,6 +158,13 @@ def test_multiprocessing_works_inside_a_test():
     ("a shell pipeline", "import subprocess\n"
      "assert subprocess.run('echo hi | tr a-z A-Z', shell=True, capture_output=True, text=True).stdout == 'HI\\n'\n"),
     ("getpass.getuser()", "import getpass\nassert getpass.getuser() == 'sandbox'\n"),
+    ("a dataclass with postponed annotations (dataclasses reads sys.modules[cls.__module__])",
+     "from __future__ import annotations\nfrom dataclasses import dataclass, field\nfrom typing import ClassVar\n"
+     "@dataclass\nclass Point:\n    x: int\n    tags: list[str] = field(default_factory=list)\n"
+     "    count: ClassVar[int] = 0\nassert Point(1).x == 1\n"),
+    ("pickling an instance of the solution's own class",
+     "import pickle\nclass Box:\n    def __init__(self, v):\n        self.v = v\n"
+     "assert pickle.loads(pickle.dumps(Box(3))).v == 3\n"),
 ])
 def test_everyday_library_use_works_inside_a_test(name, code):
     result = run_python(code + "def ok():\n    return True\n", "assert ok()", timeout_s=20)
