@@ -62,6 +62,17 @@ def test_no_tests():
     assert result.status == "no_tests" and not result.passed and result.stdout.strip() == "hello"
 
 
+@pytest.mark.parametrize("tests", [
+    "import unittest\nclass TestAdd(unittest.TestCase):\n    def test_sum(self):\n        self.assertEqual(add(1, 2), 3)\n",
+    "class TestAdd:\n    def test_sum(self):\n        assert add(1, 2) == 3\n",
+])
+def test_test_classes_are_not_run_and_the_verdict_says_so(tests):
+    result = run_python(ADD, tests)
+    assert result.status == "no_tests" and not result.passed, result
+    [error] = result.errors
+    assert error.kind == "NoTestsCollected" and "TestAdd" in error.message and "test_* functions" in error.message
+
+
 @pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)"])
 def test_exiting_early_is_never_a_pass(exit_call):
     code = f"import os, sys\ndef add(a, b):\n    return a + b\n{exit_call}\n"

@@ -821,6 +821,7 @@ class CompiledTests:
         self.flow = FLOWS[(False, False)]
         self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
         self.error: dict | None = None
+        self.uncollected: tuple = ()  # test classes (pytest or unittest style): not run, said so in the verdict
         # Set by Harness.prepare: the flow with the helpers (and these tests) substituted in, and what the
         # tamper checks compare.
         self.prepared_flow = None
@@ -833,6 +834,9 @@ class CompiledTests:
     def _compile(self, source: str) -> None:
         try:
             tree = ast.parse(source, TESTS_FILE)
+            self.uncollected = tuple(node.name for node in tree.body if isinstance(node, ast.ClassDef) and any(
+                isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test")
+                for item in node.body))
             try:
                 rewritten, self.tests, imports = _fast_rewrite(source, tree)
                 self.code = compile(rewritten, TESTS_FILE, "exec", dont_inherit=True)
@@ -1506,6 +1510,11 @@ class Run:
         if not spec.has_tests:
             return verdict("no_tests" if not errors else "error", errors, self.first_failure)
         if not tests:
+            uncollected = spec.tests.uncollected if spec.tests is not None else ()
+            if uncollected and not errors:
+                message = (f"no tests collected: test classes are not run ({', '.join(uncollected)}); write top-level "
+                           "test_* functions, plain asserts or def check(candidate)")
+                return verdict("no_tests", [{"kind": "NoTestsCollected", "message": message}], message)
             return verdict("no_tests" if not errors else "error", errors, self.first_failure)
         all_passed = all(t["status"] == "passed" for t in tests)
         status = "passed" if all_passed and not errors else "failed"
