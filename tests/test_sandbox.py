@@ -62,15 +62,27 @@ def test_no_tests():
     assert result.status == "no_tests" and not result.passed and result.stdout.strip() == "hello"
 
 
+def test_pytest_style_test_classes_count_each_method():
+    tests = ("assert add(0, 0) == 0\nclass TestAdd:\n    def expected(self):\n        return 3\n"
+             "    def test_sum(self):\n        assert add(1, 2) == self.expected()\n"
+             "    def test_wrong(self):\n        assert add(1, 2) == 4, 'one plus two'\n"
+             "    def test_raises(self):\n        raise KeyError('k')\n")
+    result = run_python(ADD, tests)
+    outcomes = {t.id: (t.status, t.line) for t in result.tests}
+    assert outcomes == {"assert#0": ("passed", 1), "TestAdd.test_sum": ("passed", 5),
+                        "TestAdd.test_wrong": ("failed", 7), "TestAdd.test_raises": ("error", 9)}, result
+    assert result.status == "failed" and result.tests_passed == 2 and result.tests_total == 4
+
+
 @pytest.mark.parametrize("tests", [
     "import unittest\nclass TestAdd(unittest.TestCase):\n    def test_sum(self):\n        self.assertEqual(add(1, 2), 3)\n",
-    "class TestAdd:\n    def test_sum(self):\n        assert add(1, 2) == 3\n",
+    "class TestAdd:\n    def __init__(self):\n        self.n = 3\n    def test_sum(self):\n        assert add(1, 2) == self.n\n",
 ])
-def test_test_classes_are_not_run_and_the_verdict_says_so(tests):
+def test_test_classes_that_are_not_run_are_named_in_the_verdict(tests):
     result = run_python(ADD, tests)
     assert result.status == "no_tests" and not result.passed, result
     [error] = result.errors
-    assert error.kind == "NoTestsCollected" and "TestAdd" in error.message and "test_* functions" in error.message
+    assert error.kind == "NoTestsCollected" and "TestAdd" in error.message and "pytest-style" in error.message
 
 
 @pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)"])

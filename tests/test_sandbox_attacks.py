@@ -413,6 +413,15 @@ def test_patching_the_test_functions_is_never_a_pass():
     result = run_python(code, tests, timeout_s=3)
     never_passed(result)
     assert result.tests_passed == 0
+    # A test class's failing method swapped for a passing one (or a no-op) while the tests run.
+    swap = ("import sys\ndef add(a, b):\n    cls = sys.modules['solution'].__dict__.get('TestAdd')\n"
+            "    if cls is not None:\n        cls.test_wrong = cls.test_sum\n        cls.test_other = lambda self: None\n"
+            "    return a + b\n")
+    tests = ("class TestAdd:\n    def test_sum(self):\n        assert add(1, 2) == 3\n"
+             "    def test_wrong(self):\n        assert add(1, 2) == 4\n    def test_other(self):\n        assert False\n")
+    result = run_python(swap, tests, timeout_s=3)
+    never_passed(result)
+    assert {t.id: t.status for t in result.tests}["TestAdd.test_wrong"] != "passed"
 
 
 def test_reaching_the_harness_through_introspection_fails():

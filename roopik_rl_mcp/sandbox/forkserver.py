@@ -538,6 +538,14 @@ def _wrap_test_function(node: ast.FunctionDef, index: int) -> ast.FunctionDef:
     return node
 
 
+def _collectable_test_class(node: ast.ClassDef) -> bool:
+    """A pytest-style test class (`Test...`, no __init__, plain asserts). unittest.TestCase classes are not
+    collected: their assert methods are a library's, which the code could patch before the tests import it."""
+    if not node.name.startswith("Test") or node.bases or node.keywords or node.decorator_list:
+        return False
+    return not any(isinstance(item, ast.FunctionDef) and item.name == "__init__" for item in node.body)
+
+
 def _bound_names(tree: ast.Module) -> set[str]:
     names: set[str] = set()
     for node in tree.body:
@@ -821,7 +829,7 @@ class CompiledTests:
         self.flow = FLOWS[(False, False)]
         self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
         self.error: dict | None = None
-        self.uncollected: tuple = ()  # test classes (pytest or unittest style): not run, said so in the verdict
+        self.uncollected: tuple = ()  # test classes not run (unittest style, say): the verdict says so
         # Set by Harness.prepare: the flow with the helpers (and these tests) substituted in, and what the
         # tamper checks compare.
         self.prepared_flow = None
@@ -834,10 +842,14 @@ class CompiledTests:
     def _compile(self, source: str) -> None:
         try:
             tree = ast.parse(source, TESTS_FILE)
-            self.uncollected = tuple(node.name for node in tree.body if isinstance(node, ast.ClassDef) and any(
+            classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and any(
                 isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test")
-                for item in node.body))
+                for item in node.body)]
+            collected = [node for node in classes if _collectable_test_class(node)]
+            self.uncollected = tuple(node.name for node in classes if node not in collected)
             try:
+                if collected:
+                    raise _FastPathUnsuitable("test classes")
                 rewritten, self.tests, imports = _fast_rewrite(source, tree)
                 self.code = compile(rewritten, TESTS_FILE, "exec", dont_inherit=True)
                 self.deps = _fast_dependencies(tree, self.code, imports)
@@ -859,6 +871,18 @@ class CompiledTests:
                     _wrap_test_function(node, index)
                 elif isinstance(node, ast.FunctionDef) and node.name == "check":
                     has_check = True
+            for node in collected:  # pytest's way: each test method on a fresh instance, one test each
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name.startswith("test"):
+                        index = len(self.tests)
+                        name = f"{node.name}.{item.name}"
+                        self.tests.append({"id": name, "line": item.lineno, "source": name, "kind": "function"})
+                        _wrap_test_function(item, index)
+                        runner = ast.parse(f"def __roopik_test_{index}():\n    {name.replace('.', '().', 1)}()\n").body[0]
+                        for part in ast.walk(runner):
+                            ast.copy_location(part, item)
+                        tree.body.append(runner)
+                        self.test_functions.append(runner.name)
             self.code = compile(tree, TESTS_FILE, "exec", dont_inherit=True)
             self.flow = FLOWS[(True, has_check)]
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
@@ -1512,8 +1536,9 @@ class Run:
         if not tests:
             uncollected = spec.tests.uncollected if spec.tests is not None else ()
             if uncollected and not errors:
-                message = (f"no tests collected: test classes are not run ({', '.join(uncollected)}); write top-level "
-                           "test_* functions, plain asserts or def check(candidate)")
+                message = (f"no tests collected: these test classes are not run ({', '.join(uncollected)}): only "
+                           "pytest-style classes are (named Test..., no base class, no __init__, plain asserts); "
+                           "or write top-level test_* functions, plain asserts or def check(candidate)")
                 return verdict("no_tests", [{"kind": "NoTestsCollected", "message": message}], message)
             return verdict("no_tests" if not errors else "error", errors, self.first_failure)
         all_passed = all(t["status"] == "passed" for t in tests)
