@@ -125,8 +125,8 @@ def build_server(store: Store | None = None) -> MCPServer:
 
     _tool(server, "capture_feedback", CaptureFeedbackInput, CaptureFeedbackOutput,
           "Run generated code in the sandbox and record the outcome as an episode. Python code runs against "
-          "`tests` (HumanEval `check(candidate)` with `entry_point`, plain asserts, or test_* functions; each "
-          "assert counts separately). Returns episode_id, status (passed/failed/error/timeout/build_error/"
+          "`tests` (HumanEval `check(candidate)` with `entry_point`, plain asserts, test_* functions, or "
+          "pytest-style `class Test...` methods; each assert counts separately). Returns episode_id, status (passed/failed/error/timeout/build_error/"
           "no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
           _hints("Run code and record feedback"),
           lambda r: episodes.capture_feedback(app.store, r))
