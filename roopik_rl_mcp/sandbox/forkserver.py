@@ -539,11 +539,13 @@ def _wrap_test_function(node: ast.FunctionDef, index: int) -> ast.FunctionDef:
 
 
 def _collectable_test_class(node: ast.ClassDef) -> bool:
-    """A pytest-style test class (`Test...`, no __init__, plain asserts). unittest.TestCase classes are not
-    collected: their assert methods are a library's, which the code could patch before the tests import it."""
+    """A pytest-style test class (`Test...`, no base class, no __init__, test_* methods with plain asserts).
+    unittest.TestCase classes are not collected: their assert methods are a library's, which the code could
+    patch before the tests import it."""
     if not node.name.startswith("Test") or node.bases or node.keywords or node.decorator_list:
         return False
-    return not any(isinstance(item, ast.FunctionDef) and item.name == "__init__" for item in node.body)
+    methods = [item.name for item in node.body if isinstance(item, ast.FunctionDef)]
+    return "__init__" not in methods and any(name.startswith("test_") for name in methods)
 
 
 def _bound_names(tree: ast.Module) -> set[str]:
@@ -873,7 +875,7 @@ class CompiledTests:
                     has_check = True
             for node in collected:  # pytest's way: each test method on a fresh instance, one test each
                 for item in node.body:
-                    if isinstance(item, ast.FunctionDef) and item.name.startswith("test"):
+                    if isinstance(item, ast.FunctionDef) and item.name.startswith("test_"):
                         index = len(self.tests)
                         name = f"{node.name}.{item.name}"
                         self.tests.append({"id": name, "line": item.lineno, "source": name, "kind": "function"})
@@ -1537,7 +1539,7 @@ class Run:
             uncollected = spec.tests.uncollected if spec.tests is not None else ()
             if uncollected and not errors:
                 message = (f"no tests collected: these test classes are not run ({', '.join(uncollected)}): only "
-                           "pytest-style classes are (named Test..., no base class, no __init__, plain asserts); "
+                           "pytest-style classes are (named Test..., no base class, no __init__, test_* methods); "
                            "or write top-level test_* functions, plain asserts or def check(candidate)")
                 return verdict("no_tests", [{"kind": "NoTestsCollected", "message": message}], message)
             return verdict("no_tests" if not errors else "error", errors, self.first_failure)
