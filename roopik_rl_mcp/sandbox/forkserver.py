@@ -226,7 +226,7 @@ _SECCOMP_REF = {part: ctypes.byref(prog[0]) for part, prog in _SECCOMP.items() i
 
 
 def _install_seccomp(*parts: str) -> bool:
-    if len(_SECCOMP_REF) != len(_SECCOMP) or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if not _SECCOMP_REF or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # an architecture we do not know
         return False
     return all(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _SECCOMP_REF[part], 0, 0) == 0 for part in parts)
 
@@ -880,7 +880,7 @@ class CompiledTests:
                         name = f"{node.name}.{item.name}"
                         self.tests.append({"id": name, "line": item.lineno, "source": name, "kind": "function"})
                         _wrap_test_function(item, index)
-                        runner = ast.parse(f"def __roopik_test_{index}():\n    {name.replace('.', '().', 1)}()\n").body[0]
+                        runner = ast.parse(f"def __roopik_test_{index}():\n    {node.name}().{item.name}()\n").body[0]
                         for part in ast.walk(runner):
                             ast.copy_location(part, item)
                         tree.body.append(runner)
