@@ -221,8 +221,8 @@ def _seccomp_status(pid: int) -> tuple[str, int]:
 
 @pytest.mark.skipif(not iso.current().hello.get("seccomp"), reason="no seccomp filter at this level")
 def test_the_fork_server_runs_under_the_base_filter_and_tests_add_their_own():
-    """Seen from outside, in /proc: the fork server is filtered (mode 2, one filter) and a running test
-    process stacks its own part on top (two filters)."""
+    """Seen from outside, in /proc: the fork server and its worker slots are filtered (mode 2, one filter)
+    and a running test process stacks its own part on top (two filters)."""
     sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(2)\n", "assert True"),
                                kwargs={"timeout_s": 5})
     sleeper.start()
@@ -231,11 +231,19 @@ def test_the_fork_server_runs_under_the_base_filter_and_tests_add_their_own():
     deadline = time.monotonic() + 10
     while not tests and time.monotonic() < deadline:
         time.sleep(0.05)
-        servers = [p for p in _live_children(psutil.Process(), recursive=True)
-                   if p.info["cmdline"][1:4] == ["-I", "-S", "-X"]]
-        tests = [child for server in servers for child in _live_children(server)]
+        ours = [p for p in _live_children(psutil.Process(), recursive=True)
+                if p.info["cmdline"][1:4] == ["-I", "-S", "-X"]]
+        pids = {p.pid for p in ours}
+        servers = [p for p in ours if p.ppid() not in pids]  # the fork servers; below them, slots and tests
+        if iso.current().pertest_namespaces:
+            slots = [child for server in servers for child in _live_children(server)]
+            tests = [child for slot in slots for child in _live_children(slot)]
+            servers += slots
+        else:
+            tests = [child for server in servers for child in _live_children(server)]
     assert servers and tests, (servers, tests)
-    assert _seccomp_status(servers[0].pid) == ("2", 1)
+    for server in servers:
+        assert _seccomp_status(server.pid) == ("2", 1)
     assert _seccomp_status(tests[0].pid) == ("2", 2)
     sleeper.join()
     still_serving()

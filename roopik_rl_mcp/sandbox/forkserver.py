@@ -33,6 +33,7 @@ import ctypes
 import errno
 import gc
 import json
+import marshal
 import os
 import resource
 import select
@@ -91,6 +92,7 @@ MESSAGE_CHARS = 2000
 MAX_TRACEBACK = 500
 WORKDIR_IN_SANDBOX = "/tmp/sandbox"  # inside the per-test /tmp: one mount covers both
 AHEAD = 5
+TESTS_CACHE = 256  # distinct compiled tests kept, by the fork server and by each slot
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x08000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
@@ -309,11 +311,15 @@ def _bind(source: str, target: str, readonly: bool = True) -> bool:
 
 
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
-_TEST_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID  # SysV IPC: refused by the seccomp filter
+# A worker slot lives in a user and mount namespace of its own; each test it starts gets a pid namespace of its
+# own (SysV IPC: refused by the seccomp filter).
+_SLOT_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS
+_TEST_NAMESPACES = CLONE_NEWPID
+MNT_DETACH = 2
 
 
-def _clone_into_namespaces() -> int:
-    """fork(), but the child starts in new user, pid and mount namespaces (as pid 1 of its own).
+def _clone(flags: int) -> int:
+    """fork(), but the child starts in the new namespaces `flags` names.
 
     A raw clone(2) with os.fork()'s interpreter bookkeeping around it (PyOS_BeforeFork and friends run the
     same at-fork hooks os.fork runs). glibc >= 2.34 uses the kernel's tid for signals to self, so the
@@ -322,9 +328,8 @@ def _clone_into_namespaces() -> int:
         raise OSError(errno.ENOSYS, "clone with namespaces is not implemented for this architecture")
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
-    flags = ctypes.c_long(_TEST_NAMESPACES | signal.SIGCHLD)
     zero = ctypes.c_long(0)
-    pid = _libc.syscall(ctypes.c_long(_SYS_CLONE), flags, zero, zero, zero, zero)
+    pid = _libc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_long(flags | signal.SIGCHLD), zero, zero, zero, zero)
     if pid == 0:
         api.PyOS_AfterFork_Child()
         return 0
@@ -335,20 +340,26 @@ def _clone_into_namespaces() -> int:
     return pid
 
 
-def _tmpfs_keeping(target: str, options: str, keep) -> bool:
-    """An empty tmpfs over `target`, with the directories of `keep` below it bound back in (read-only)."""
-    inside = [p for p in keep if p.startswith(target + "/") and os.path.isdir(p)]
-    handles = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside]
+def _tmpfs_keeping(target: str, options: str, kept: list) -> bool:
+    """An empty tmpfs over `target`, with the directories `kept` (path, O_PATH handle) below it bound back in
+    (read-only). The handles were opened before: the tmpfs hides the paths."""
     ok = _mount_tmpfs(target, options)
-    for path, handle in zip(inside, handles):
-        os.makedirs(path, exist_ok=True)
-        ok &= _bind(f"/proc/self/fd/{handle}", path)
-        os.close(handle)
+    for path, handle in kept:
+        if path.startswith(target + "/"):
+            os.makedirs(path, exist_ok=True)
+            ok &= _bind(f"/proc/self/fd/{handle}", path)
     return ok
 
 
-def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = None) -> bool:
-    """In the freshly cloned child: map its uid, then private tmpfs mounts. False if not possible."""
+def _kept_handles(cfg: dict) -> list:
+    """(path, O_PATH handle) of the directories that stay visible inside hidden or per-test directories:
+    the interpreter's and the virtual environment's, where they live under /tmp or the server's home."""
+    return [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in cfg.get("expose") or () if os.path.isdir(p)]
+
+
+def _enter_slot_namespaces(cfg: dict, uid: int, gid: int, kept: list) -> bool:
+    """In a freshly cloned worker slot (its own user and mount namespace): map its uid, and hide the server's
+    home and data directory for good. False if not possible."""
     # A non-dumpable process cannot write its own /proc/self/*_map; dumpable again only for this step.
     _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     try:
@@ -359,45 +370,76 @@ def _setup_test_namespaces(cfg: dict, uid: int, gid: int, size: int | None = Non
         return False
     finally:
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    size = int(size or (64 << 20))
     workdir = cfg["workdir"]
     ok = True
     # The server's home and data directory: empty, read-only; interpreter directories inside stay visible.
-    expose = cfg.get("expose") or ()
     for hidden in cfg.get("hide") or ():
         if not os.path.isdir(hidden) or workdir == hidden or workdir.startswith(hidden + "/"):
             continue
-        ok &= _tmpfs_keeping(hidden, "size=64k,mode=0755", expose)
+        ok &= _tmpfs_keeping(hidden, "size=64k,mode=0755", kept)
         _libc.mount(None, hidden.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-    ok &= _tmpfs_keeping("/tmp", f"size={size},mode=1777", expose)
+    return bool(ok)
+
+
+def _mount_test_dirs(cfg: dict, kept: list, size: int | None) -> tuple[bool, list]:
+    """Before each test, in its slot: what the test may write, fresh (a private /tmp with its work dir,
+    scratch dirs, pseudo-terminals of its own), and an empty /proc. (ok, what was mounted, to unmount after)."""
+    size = int(size or (64 << 20))
+    workdir = cfg["workdir"]
+    mounted = []
+
+    def mount(target: str, done: bool) -> bool:
+        if done:
+            mounted.append(target)
+        return done
+
+    ok = mount("/tmp", _tmpfs_keeping("/tmp", f"size={size},mode=1777", kept))
     if workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
         try:
             os.mkdir(workdir, 0o700)
         except FileNotFoundError:
             os.makedirs(workdir, mode=0o700, exist_ok=True)
     else:
-        ok &= _mount_tmpfs(workdir, f"size={size},mode=0700")
+        ok &= mount(workdir, _mount_tmpfs(workdir, f"size={size},mode=0700"))
     for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # scratch space of its own, where the level has it
         if os.path.isdir(path):
-            _mount_tmpfs(path, "size=1m,mode=1777")
+            mount(path, _mount_tmpfs(path, "size=1m,mode=1777"))
     # Pseudo-terminals of its own: a fresh devpts instance (/dev/ptmx allocates from the /dev/pts beside it),
     # so that concurrent tests cannot open each other's ptys to pass data, nor reach the host's terminals.
     if os.path.isdir("/dev/pts"):
-        _libc.mount(b"devpts", b"/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=0620")
+        mount("/dev/pts", _libc.mount(b"devpts", b"/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC,
+                                      b"newinstance,ptmxmode=0666,mode=0620") == 0)
     # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
-    ok &= _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY)
-    return bool(ok)
+    ok &= mount("/proc", _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY))
+    return bool(ok), mounted
+
+
+def _unmount(mounted: list) -> bool:
+    """After a test (all its processes gone with its pid namespace): detach what was mounted for it."""
+    ok = True
+    for target in reversed(mounted):
+        ok &= _libc.umount2(target.encode(), MNT_DETACH) == 0
+    return ok
 
 
 def _probe_namespaces(cfg: dict) -> bool:
+    """Can this sandbox run worker slots? Tried in a throwaway slot that starts one empty test."""
     uid, gid = os.getuid(), os.getgid()
     try:
-        pid = _clone_into_namespaces()
+        pid = _clone(_SLOT_NAMESPACES)
     except OSError:
         return False
     if pid == 0:
         try:
-            os._exit(0 if _setup_test_namespaces(cfg, uid, gid) else 1)
+            kept = _kept_handles(cfg)
+            ok, mounted = _mount_test_dirs(cfg, kept, None) if _enter_slot_namespaces(cfg, uid, gid, kept) else (False, [])
+            if ok:
+                test = _clone(_TEST_NAMESPACES)
+                if test == 0:
+                    os._exit(0 if os.getpid() == 1 else 1)
+                _, status = os.waitpid(test, 0)
+                ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and _unmount(mounted)
+            os._exit(0 if ok else 1)
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
@@ -825,10 +867,12 @@ class CompiledTests:
     input: they define the reward) and shared by every job that uses them."""
 
     def __init__(self, source: str | None) -> None:
+        self.serial = -1  # set by the fork server's cache: how worker slots name these tests
         self.tests: list[dict] = []
         self.test_functions: list[str] = []
         self.code = None
-        self.flow = FLOWS[(False, False)]
+        self.flow_key = (False, False)
+        self.flow = FLOWS[self.flow_key]
         self.deps = {"builtins": [], "attrs": [], "modules": [], "top_level": [], "own": []}
         self.error: dict | None = None
         self.uncollected: tuple = ()  # test classes not run (unittest style, say): the verdict says so
@@ -856,7 +900,8 @@ class CompiledTests:
                 self.code = compile(rewritten, TESTS_FILE, "exec", dont_inherit=True)
                 self.deps = _fast_dependencies(tree, self.code, imports)
                 has_check = any(type(n) is ast.FunctionDef and n.name == "check" for n in tree.body)
-                self.flow = FLOWS[(True, has_check)]
+                self.flow_key = (True, has_check)
+                self.flow = FLOWS[self.flow_key]
                 return
             except _FastPathUnsuitable:
                 self.tests, self.code = [], None
@@ -886,12 +931,28 @@ class CompiledTests:
                         tree.body.append(runner)
                         self.test_functions.append(runner.name)
             self.code = compile(tree, TESTS_FILE, "exec", dont_inherit=True)
-            self.flow = FLOWS[(True, has_check)]
+            self.flow_key = (True, has_check)
+            self.flow = FLOWS[self.flow_key]
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
             error = _describe_syntax(exc, TESTS_FILE)
             error["kind"] = "TestSyntaxError"
             self.error = error
             self.tests, self.code = [], None
+
+
+    _WIRE = ("serial", "tests", "test_functions", "code", "flow_key", "deps", "error", "uncollected")
+
+    def wire(self) -> bytes:
+        """Marshalled, for a worker slot (which prepares its own copy: the helpers are its own objects)."""
+        return marshal.dumps(tuple(getattr(self, name) for name in self._WIRE))
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> "CompiledTests":
+        tests = cls(None)
+        for name, value in zip(cls._WIRE, marshal.loads(data)):
+            setattr(tests, name, value)
+        tests.flow = FLOWS[tests.flow_key]
+        return tests
 
 
 class Job:
@@ -1338,7 +1399,7 @@ def _substitute(code, mapping: dict, deep: bool = True):
 
 
 class Run:
-    def __init__(self, spec: Spec, pid: int, fds: dict, started: float) -> None:
+    def __init__(self, spec: Spec, pid: int | None, fds: dict, started: float) -> None:
         self.spec, self.pid, self.fds, self.started = spec, pid, fds, started
         self.deadline = started + spec.timeout_s
         self.out = {"stdout": bytearray(), "stderr": bytearray()}
@@ -1360,6 +1421,7 @@ class Run:
         self.killed = False
         self.status: int | None = None
         self.workdir = ""
+        self.slot: Slot | None = None  # the worker slot it runs in (its pipes are the slot's)
 
     # -- records -----------------------------------------------------------------------------------
     def feed_records(self, data: bytes) -> None:
@@ -1560,10 +1622,23 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+class Slot:
+    """The fork server's handle on a worker slot (see `_slot_main`): the process, the pipe it takes jobs from,
+    the pipe it reports on, and the pipes its tests write their records and output to. Those are kept from
+    test to test: when a test ends, everything that could write to them is gone with its pid namespace."""
+
+    def __init__(self, pid: int, jobs_w: int, events_r: int, fds: dict) -> None:
+        self.pid, self.jobs_w, self.events_r, self.fds = pid, jobs_w, events_r, fds
+        self.run: Run | None = None
+        self.events = bytearray()
+        self.known: dict[int, None] = {}  # serials of the compiled tests this slot holds, oldest first
+
+
 class ForkServer:
     def __init__(self, cfg: dict, channel: int) -> None:
         self.cfg = cfg
         self.channel = channel
+        self.uid, self.gid = os.getuid(), os.getgid()  # as seen here; a slot maps them into its namespace
         self.pertest = bool(cfg.get("pertest_ns", True)) and _probe_namespaces(cfg)
         self.seccomp = _probe(lambda: _install_seccomp("base", "test"))
         self.landlock = _probe(_landlock_scope)
@@ -1577,8 +1652,14 @@ class ForkServer:
         self.queue: collections.deque[dict] = collections.deque()
         self.urgent: collections.deque[dict] = collections.deque()  # single calls: ahead of queued bulk jobs
         self.tests_cache: dict[str, CompiledTests] = {}
-        self.running: dict[int, Run] = {}
-        self.by_fd: dict[int, tuple[Run, str]] = {}
+        self.serials = itertools.count()
+        self.running: set[Run] = set()
+        self.by_pid: dict[int, Run] = {}  # test processes this process forked itself (flat mode)
+        self.by_fd: dict[int, tuple] = {}  # a pipe's descriptor -> (its Run, or its Slot; stream name)
+        self.slots: list[Slot] = []
+        self.idle: list[Slot] = []
+        self.by_events: dict[int, Slot] = {}
+        self.respawns = 0
         self.stdin_open = True
         self.stdin_buffer = bytearray()
         self.poller = select.poll()
@@ -1591,6 +1672,13 @@ class ForkServer:
         os.set_blocking(0, False)
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
+
+    def start_slots(self) -> None:
+        """One worker slot per worker (none in flat mode, where this process forks each test itself)."""
+        if not self.flat:
+            for _ in range(self.workers):
+                self.spawn_slot()
+            self.workers = len(self.slots)
 
     def send(self, message: dict) -> None:
         data = (json.dumps(message) + "\n").encode()
@@ -1609,15 +1697,20 @@ class ForkServer:
                              "python": sys.version.split()[0]}})
 
     # -- main loop ---------------------------------------------------------------------------------
+    def has_room(self) -> bool:
+        if self.flat:
+            return len(self.running) < self.workers
+        return bool(self.idle) or not self.slots  # no slot left at all: jobs fail at once rather than wait
+
     def serve(self) -> None:
         while True:
-            while (self.urgent or self.queue) and len(self.running) < self.workers:
+            while (self.urgent or self.queue) and self.has_room():
                 self.start((self.urgent or self.queue).popleft())
             if not self.stdin_open and not self.urgent and not self.queue and not self.running:
                 return
             timeout = None
             if self.running:
-                timeout = max(0, min(r.deadline for r in self.running.values()) - time.monotonic())
+                timeout = max(0, min(r.deadline for r in self.running) - time.monotonic())
                 timeout = int(timeout * 1000) + 1
             try:
                 events = self.poller.poll(timeout)
@@ -1628,11 +1721,13 @@ class ForkServer:
                     self.read_jobs()
                 elif fd == self.wake_r:
                     _drain(self.wake_r)
+                elif fd in self.by_events:
+                    self.read_events(self.by_events[fd])
                 elif fd in self.by_fd:
                     self.read_child(fd)
             self.reap()
             now = time.monotonic()
-            for run in list(self.running.values()):
+            for run in list(self.running):
                 if not run.killed and now >= run.deadline:
                     run.timed_out = True
                     self.kill(run)
@@ -1673,8 +1768,8 @@ class ForkServer:
         try:  # a malformed job, or a bug here, fails that job, not the batch
             spec = Spec(raw, self.cfg)
             if (raw.get("tests") or "") not in self.tests_cache:
-                # Compile a few upcoming jobs' tests too: after every fork each page this process writes costs
-                # a copy-on-write fault, so one burst of compiling touches (and faults) them once for all.
+                # Compile a few upcoming jobs' tests too: in flat mode, after every fork each page this process
+                # writes costs a copy-on-write fault, so one burst of compiling touches them once for all.
                 for ahead in list(itertools.islice(self.queue, AHEAD)):
                     try:
                         if isinstance(ahead, dict) and isinstance(ahead.get("tests"), str):
@@ -1685,57 +1780,191 @@ class ForkServer:
         except Exception as exc:
             self.fail(raw, "HarnessError", f"{type(exc).__name__}: {exc}")
             return
+        if self.flat:
+            self.start_here(spec, started)
+        else:
+            self.start_in_slot(spec, started)
+
+    def start_here(self, spec: Spec, started: float) -> None:
+        """Flat mode: fork the test from this process, with pipes of its own."""
         records_r, records_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        workdir = self.cfg["workdir"]
-        uid, gid = os.getuid(), os.getgid()
+        workdir = os.path.join(self.cfg["workdir"], f"job-{spec.id}")
         try:
-            if self.flat:
-                workdir = os.path.join(workdir, f"job-{spec.id}")
-                os.makedirs(workdir, mode=0o700, exist_ok=True)
-            pid = _clone_into_namespaces() if self.pertest else os.fork()
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
+            pid = os.fork()
         except OSError as exc:
             for fd in (records_r, records_w, out_r, out_w, err_r, err_w):
                 os.close(fd)
-            self.fail(raw, "SandboxError", f"could not start the test process: {exc}")
+            self.fail(spec.raw, "SandboxError", f"could not start the test process: {exc}")
             return
         if pid == 0:
             try:
-                _child(self, spec, records_w, out_w, err_w, workdir, uid, gid)
+                _child(self, spec.raw, spec.limits, spec.tests, records_w, out_w, err_w, workdir)
             finally:
                 os._exit(70)
         for fd in (records_w, out_w, err_w):
             os.close(fd)
         run = Run(spec, pid, {"records": records_r, "stdout": out_r, "stderr": err_r}, started)
         run.workdir = workdir
-        self.running[pid] = run
+        self.running.add(run)
+        self.by_pid[pid] = run
         for name, fd in run.fds.items():
             os.set_blocking(fd, False)
             self.by_fd[fd] = (run, name)
             self.poller.register(fd, select.POLLIN)
 
+    def start_in_slot(self, spec: Spec, started: float) -> None:
+        """Hand the job to an idle worker slot, with its compiled tests the first time that slot needs them."""
+        if not self.idle:
+            self.fail(spec.raw, "SandboxError", "could not start the test process: no worker slot left")
+            return
+        slot = self.idle.pop()
+        tests = spec.tests
+        blob = None
+        if tests.serial not in slot.known:
+            blob = tests.wire()
+            slot.known[tests.serial] = None
+            if len(slot.known) > TESTS_CACHE:
+                slot.known.pop(next(iter(slot.known)))
+        raw = spec.raw
+        message = marshal.dumps(({"id": spec.id, "code": raw.get("code"), "entry_point": raw.get("entry_point")},
+                                 spec.limits, tests.serial, blob))
+        try:
+            _write_all(slot.jobs_w, len(message).to_bytes(4, "big") + message)
+        except (OSError, ValueError) as exc:
+            self.fail(raw, "SandboxError", f"could not start the test process: {exc}")
+            self.lose_slot(slot)
+            return
+        run = Run(spec, None, slot.fds, started)
+        run.slot = slot
+        slot.run = run
+        self.running.add(run)
+
     def compiled_tests(self, source: str | None) -> CompiledTests:
         key = source or ""
         compiled = self.tests_cache.get(key)
         if compiled is None:
-            if len(self.tests_cache) >= 256:
+            if len(self.tests_cache) >= TESTS_CACHE:
                 self.tests_cache.pop(next(iter(self.tests_cache)))
             compiled = CompiledTests(source)
-            self.harness.prepare(compiled)
+            compiled.serial = next(self.serials)
+            if self.flat:  # the test processes are forked from here; slots prepare their own copy
+                self.harness.prepare(compiled)
             self.tests_cache[key] = compiled
         return compiled
 
+    # -- worker slots ------------------------------------------------------------------------------
+    def spawn_slot(self) -> None:
+        jobs_r, jobs_w = os.pipe()
+        events_r, events_w = os.pipe()
+        pipes = {name: os.pipe() for name in ("records", "stdout", "stderr")}
+        try:
+            pid = _clone(_SLOT_NAMESPACES)
+        except OSError as exc:
+            for fd in (jobs_r, jobs_w, events_r, events_w, *(fd for pair in pipes.values() for fd in pair)):
+                os.close(fd)
+            sys.stderr.write(f"roopik sandbox: could not start a worker slot: {exc}\n")
+            return
+        if pid == 0:
+            try:
+                _slot_main(self, jobs_r, events_w, {name: pair[1] for name, pair in pipes.items()})
+            except BaseException as exc:  # a bug in this file: say what, then go (the fork server starts another)
+                sys.stderr.write(f"roopik sandbox: worker slot failed: {type(exc).__name__}: {exc}\n")
+            finally:
+                os._exit(70)
+        for fd in (jobs_r, events_w, *(pair[1] for pair in pipes.values())):
+            os.close(fd)
+        slot = Slot(pid, jobs_w, events_r, {name: pair[0] for name, pair in pipes.items()})
+        for fd in (events_r, *slot.fds.values()):
+            os.set_blocking(fd, False)
+            self.poller.register(fd, select.POLLIN)
+        self.by_events[events_r] = slot
+        for name, fd in slot.fds.items():
+            self.by_fd[fd] = (slot, name)
+        self.slots.append(slot)
+        self.idle.append(slot)
+
+    def read_events(self, slot: Slot) -> None:
+        """What a slot reports, a line each: S <pid> (test started), E <wait status> (test over, its
+        directories unmounted), F <why> (the test could not be started)."""
+        try:
+            data = os.read(slot.events_r, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.lose_slot(slot)
+            return
+        slot.events += data
+        while True:
+            cut = slot.events.find(b"\n")
+            if cut < 0:
+                return
+            kind, value = bytes(slot.events[:1]), bytes(slot.events[2:cut])
+            del slot.events[: cut + 1]
+            run = slot.run
+            if run is None:
+                continue
+            if kind == b"S":
+                run.pid = int(value)
+                if run.killed:
+                    self.kill(run)
+            elif kind in (b"E", b"F"):
+                slot.run = None
+                self.running.discard(run)
+                self.idle.append(slot)
+                if kind == b"E":
+                    run.status = int(value)
+                    self.finish(run)
+                else:
+                    self.fail(run.spec.raw, "SandboxError",
+                              f"could not start the test process: {value.decode(errors='replace')}")
+
+    def lose_slot(self, slot: Slot) -> None:
+        """A slot ended (it never should): fail its test, close its pipes, start another in its place."""
+        if slot not in self.slots:
+            return
+        self.slots.remove(slot)
+        if slot in self.idle:
+            self.idle.remove(slot)
+        for fd in (slot.events_r, *slot.fds.values()):
+            try:
+                self.poller.unregister(fd)
+            except KeyError:  # a pipe that already read EOF
+                pass
+            self.by_fd.pop(fd, None)
+            os.close(fd)
+        self.by_events.pop(slot.events_r, None)
+        os.close(slot.jobs_w)
+        run = slot.run
+        if run is not None:
+            self.running.discard(run)
+            if run.pid:
+                self.kill(run)
+            self.fail(run.spec.raw, "SandboxError", "the sandbox's worker process ended during this test")
+        if self.respawns < 64:
+            self.respawns += 1
+            self.spawn_slot()
+
+    # -- test processes ----------------------------------------------------------------------------
     def read_child(self, fd: int) -> None:
-        run, name = self.by_fd[fd]
+        holder, name = self.by_fd[fd]
+        run = holder.run if isinstance(holder, Slot) else holder
         for _ in range(16):
             try:
                 data = os.read(fd, 1 << 16)
             except BlockingIOError:
                 return
             if not data:
-                self.close_fd(fd)
+                if isinstance(holder, Slot):  # the slot is gone: its event pipe says so too
+                    self.poller.unregister(fd)
+                    self.by_fd.pop(fd)
+                else:
+                    self.close_fd(fd)
                 return
+            if run is None:  # nothing should write between tests; whatever did is not any test's
+                continue
             if name == "records":
                 run.feed_records(data)
             else:
@@ -1749,7 +1978,12 @@ class ForkServer:
             os.close(fd)
 
     def kill(self, run: Run) -> None:
+        """SIGKILL to the test's pid 1: its pid namespace, and everything in it, goes too. A test a slot has
+        not reported started yet is killed when it reports. (The slot reaps the pid only after the test is
+        gone, and reports that right away, so the pid cannot have been reused by then.)"""
         run.killed = True
+        if run.pid is None:
+            return
         try:
             os.kill(run.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -1768,13 +2002,14 @@ class ForkServer:
                 return
             if pid == 0:
                 return
-            run = self.running.pop(pid, None)
+            run = self.by_pid.pop(pid, None)
             if run is not None:
+                self.running.discard(run)
                 run.status = status
                 self.finish(run)
 
     def finish(self, run: Run) -> None:
-        # The supervisor is gone, and with it (per-test pid namespace) everything the test started. Take
+        # The test process is gone, and with it (per-test pid namespace) everything the test started. Take
         # what is already in the pipes without waiting for EOF: a stray holder cannot stall the verdict.
         for name, fd in list(run.fds.items()):
             while True:
@@ -1788,7 +2023,8 @@ class ForkServer:
                     run.feed_records(data)
                 else:
                     run.feed_output(name, data)
-            self.close_fd(fd)
+            if run.slot is None:
+                self.close_fd(fd)
         if self.flat:
             try:
                 os.killpg(run.pid, signal.SIGKILL)
@@ -1807,9 +2043,92 @@ class ForkServer:
         self.send(result)
 
 
-def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: int, workdir: str,
-           uid: int, gid: int) -> None:
-    """The test process (in per-test namespaces: pid 1 of its own). Untrusted code runs only here."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _close_all_but(keep) -> None:
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) -> None:
+    """A worker slot: trusted code only, in a user and mount namespace of its own, one test at a time.
+
+    Per job: mount the test's fresh directories (/tmp, scratch, /dev/pts, an empty /proc), clone the test
+    into a pid namespace of its own, wait for it, unmount, report. Set up once here rather than per test:
+    the uid map and the hidden directories, and the namespaces themselves (a mount namespace per test
+    costs its copy and an RCU-synchronised teardown on every exit). Between forks this process writes as
+    little memory as it can: every page it writes while its test lives costs a copy."""
+    _signal.set_wakeup_fd(-1)
+    for sig in _RESET_SIGNALS:
+        _signal.signal(sig, _signal.SIG_DFL)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: so is this slot
+    os.dup2(server.devnull, 0)
+    _close_all_but({jobs_r, events_w, server.devnull, *outputs.values()})
+    cfg = server.cfg
+    kept = _kept_handles(cfg)
+    if not _enter_slot_namespaces(cfg, server.uid, server.gid, kept):
+        raise OSError("could not set up the worker slot's namespaces")
+    compiled: dict[int, CompiledTests] = {}
+    records_w, out_w, err_w, workdir = outputs["records"], outputs["stdout"], outputs["stderr"], cfg["workdir"]
+    gc.freeze()
+    while True:
+        header = _read_exactly(jobs_r, 4)
+        message = header and _read_exactly(jobs_r, int.from_bytes(header, "big"))
+        if not message:
+            os._exit(0)
+        raw, limits, serial, blob = marshal.loads(message)
+        if blob is not None:
+            tests = CompiledTests.from_wire(blob)
+            server.harness.prepare(tests)
+            compiled[serial] = tests
+            if len(compiled) > TESTS_CACHE:
+                compiled.pop(next(iter(compiled)))
+        ok, mounted = _mount_test_dirs(cfg, kept, limits.get("tmpfs_bytes"))
+        try:
+            if not ok:
+                raise OSError(errno.EPERM, "could not mount the test's directories")
+            pid = _clone(_TEST_NAMESPACES)
+        except OSError as exc:
+            clean = _unmount(mounted)
+            os.write(events_w, b"F " + str(exc).encode(errors="replace")[:500].replace(b"\n", b" ") + b"\n")
+            if not clean:
+                raise OSError(f"could not unmount the test's directories ({', '.join(mounted)})")
+            continue
+        if pid == 0:
+            try:
+                _child(server, raw, limits, compiled[serial], records_w, out_w, err_w, workdir)
+            finally:
+                os._exit(70)
+        os.write(events_w, b"S %d\n" % pid)
+        _, status = os.waitpid(pid, 0)
+        clean = _unmount(mounted)
+        os.write(events_w, b"E %d\n" % status)
+        if not clean:  # a slot that cannot give the next test fresh directories gives way to a new one
+            raise OSError(f"could not unmount the test's directories ({', '.join(mounted)})")
+
+
+def _child(server: ForkServer, raw: dict, limits: dict, tests: CompiledTests, records_w: int, out_w: int,
+           err_w: int, workdir: str) -> None:
+    """The test process (with worker slots: pid 1 of its own pid namespace). Untrusted code runs only here."""
     _signal.set_wakeup_fd(-1)
     for sig in _RESET_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
@@ -1821,9 +2140,7 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     os.closerange(3, RECORD_FD)
     os.closerange(RECORD_FD + 1, 1 << 16)
     if server.pertest:
-        if not _setup_test_namespaces(server.cfg, uid, gid, spec.limits.get("tmpfs_bytes")):
-            os._exit(71)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: so is this test
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # its slot gone: so is this test
     os.setsid()
     try:
         os.chdir(workdir)
@@ -1832,10 +2149,10 @@ def _child(server: ForkServer, spec: Spec, records_w: int, out_w: int, err_w: in
     _drop_capabilities()
     if server.landlock and not _landlock_scope():
         os._exit(71)
-    _apply_limits(spec.limits)
+    _apply_limits(limits)
     if server.seccomp:  # the base part is in force already where the fork server runs under it
         _install_seccomp(*(("test",) if server.base_filter else ("base", "test")))
-    job = Job(spec.raw, spec.tests)  # the solution is compiled here, under the limits, never in the fork server
+    job = Job(raw, tests)  # the solution is compiled here, under the limits, never in the fork server
     if job.early is not None:
         key = os.urandom(16).hex().encode()
         hello = json.dumps({"early": job.early}).encode()
@@ -1924,6 +2241,7 @@ def main() -> None:
     cfg.setdefault("workdir", WORKDIR_IN_SANDBOX)
     server = ForkServer(cfg, channel)
     gc.freeze()  # children do not touch (copy) these objects' pages when their collector runs
+    server.start_slots()
     server.hello()
     server.serve()
     os._exit(0)
