@@ -134,16 +134,78 @@ print(results)
 
 
 def test_state_does_not_leak_between_tests_of_a_batch():
+    """One worker: every test runs in the same slot, one after another, and each finds nothing of the last."""
     writer = ("import builtins, math, os\nopen('/tmp/leak', 'w').write('1')\nopen('leak', 'w').write('1')\n"
               "math.pi = 3\nbuiltins.LEAK = 1\nGLOBAL_LEAK = 1\n"
-              "try:\n    open('/dev/shm/leak', 'w').write('1')\nexcept OSError:\n    pass\n")
+              "try:\n    open('/dev/shm/leak', 'w').write('1')\nexcept OSError:\n    pass\n"
+              "wrote = os.path.exists('/tmp/leak') and os.path.exists('leak')\n")
     reader = ("import math, os\nimport builtins\n"
               "clean = not os.path.exists('/tmp/leak') and not os.path.exists('leak') and math.pi > 3.14 "
               "and not hasattr(builtins, 'LEAK') and 'GLOBAL_LEAK' not in globals() "
               "and not os.path.exists('/dev/shm/leak')\n")
-    results = run_batch([BatchJob(writer, "assert True", None, 5)] + [BatchJob(reader, "assert clean", None, 5)] * 3,
+    results = run_batch([BatchJob(writer, "assert wrote", None, 5), BatchJob(reader, "assert clean", None, 5)] * 3,
                         workers=1)
-    assert [r.passed for r in results[1:]] == [True, True, True], results
+    assert [r.passed for r in results] == [True] * 6, results
+
+
+def _fork_server_and_slots() -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """This test process's sandboxes, seen from outside: the fork servers, and their worker slots."""
+    ours = [p for p in _live_children(psutil.Process(), recursive=True) if p.info["cmdline"][1:4] == ["-I", "-S", "-X"]]
+    pids = {p.pid for p in ours}
+    servers = [p for p in ours if p.ppid() not in pids]
+    return servers, [child for server in servers for child in _live_children(server)]
+
+
+def _mount_count(process: psutil.Process) -> int:
+    try:
+        return len(Path(f"/proc/{process.pid}/mountinfo").read_text().splitlines())
+    except PermissionError:
+        pytest.skip("cannot read another user's mount table here (not root)")
+
+
+@pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")
+def test_a_worker_slot_mounts_fresh_directories_per_test_and_leaves_none_behind():
+    assert run_python("x = 1", "assert x == 1").passed  # the warm sandbox is up, its slots idle
+    _, slots = _fork_server_and_slots()
+    assert slots
+    idle = {slot.pid: _mount_count(slot) for slot in slots}
+    sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(1.5)\n", "assert True"),
+                               kwargs={"timeout_s": 5})
+    sleeper.start()
+    busy, deadline = {}, time.monotonic() + 5
+    while not busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+        busy = {slot.pid: _mount_count(slot) for slot in slots if _live_children(slot)}
+    sleeper.join()
+    assert busy and all(count > idle[pid] for pid, count in busy.items()), (idle, busy)  # /tmp, /proc, ...
+    hostile = ("import os, pty\nopen('/tmp/x', 'w').write('x' * 1000)\nos.makedirs('/tmp/a/b/c')\n"
+               "master, follower = pty.openpty()\n")
+    results = run_batch([BatchJob(hostile, "assert True", None, 5)] * 20)
+    assert all(r.passed for r in results), results
+    assert {slot.pid: _mount_count(slot) for slot in slots} == idle
+    still_serving()
+
+
+@pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")
+def test_a_worker_slot_that_dies_fails_its_test_and_is_replaced():
+    assert run_python("x = 1", "assert x == 1").passed
+    _, slots_before = _fork_server_and_slots()
+    outcome = {}
+    sleeper = threading.Thread(target=lambda: outcome.update(
+        result=run_python("import time\ntime.sleep(3)\n", "assert True", timeout_s=10)))
+    sleeper.start()
+    victims, deadline = [], time.monotonic() + 5
+    while not victims and time.monotonic() < deadline:
+        time.sleep(0.05)
+        victims = [slot for slot in slots_before if _live_children(slot)]
+    assert victims
+    victims[0].kill()
+    sleeper.join()
+    never_passed(outcome["result"], "error")
+    assert outcome["result"].errors[0].kind == "SandboxError"
+    assert all(run_python("x = 1", "assert x == 1").passed for _ in range(2 * len(slots_before)))
+    _, slots_after = _fork_server_and_slots()
+    assert len(slots_after) == len(slots_before) and victims[0].pid not in {s.pid for s in slots_after}
 
 
 LISTEN_ABSTRACT = """

@@ -9,12 +9,14 @@ standard streams (after the code):
   stdout  first line: {"hello": {...}} (what this sandbox can do); then one JSON result per job, in any order.
 
 Per job, this process (trusted: it never runs, nor even parses, the code under test) rewrites the tests
-so each `assert` is its own test (once per distinct tests source), then clone()s the test process
-directly into fresh user, pid and mount namespaces, where it is pid 1, and waits on that pid with a
-deadline. The test process maps its uid, mounts a private /tmp (its work dir lives there) and an empty /proc, drops
-every capability, applies the rlimits and a seccomp filter, compiles the solution and runs it. When it
-ends, or is killed at the deadline, the kernel kills everything else in its pid namespace: a
-double-forked, setsid'd process cannot outlive its test.
+so each `assert` is its own test (once per distinct tests source) and hands the job to an idle worker slot:
+a process it cloned at start into a user and mount namespace of its own (trusted code too, see _slot_main).
+The slot mounts the test's fresh directories (a private /tmp holding its work dir, scratch dirs, a devpts
+instance, an empty /proc), clones the test process into a fresh pid namespace, where it is pid 1, waits on
+that pid and unmounts; this process kills the pid at the deadline. The test process drops every capability,
+applies the rlimits, a Landlock scope and a seccomp filter, compiles the solution and runs it. When it
+ends, or is killed, the kernel kills everything else in its pid namespace: a double-forked, setsid'd
+process cannot outlive its test.
 
 Verdicts: the test process reports over a private pipe (RECORD_FD, 1023) in records that start with a per-test key
 it created before any untrusted code ran. The rewritten tests call helpers that are embedded as *constants* of the

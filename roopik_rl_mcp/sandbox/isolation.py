@@ -12,8 +12,8 @@ Levels, strongest first:
   uid        (root, no user namespaces) uid 65534 via setpriv; network cut by the seccomp filter only.
   process    nothing but rlimits, the seccomp filter and a scrubbed environment.
 
-Inside every level the fork server gives each test its own user/pid/mount namespaces when the kernel
-allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
+Inside every level the fork server runs its tests in worker slots (a user and mount namespace per worker,
+a pid namespace and fresh /tmp, /dev/shm, /dev/pts and empty /proc per test) when the kernel allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class Isolation:
 
     def describe(self) -> str:
         parts = [MEANING.get(self.level, self.level)]
-        parts.append("per-test pid/mount namespaces" if self.pertest_namespaces else
+        parts.append("per-test pid namespace and fresh /tmp, /dev/shm, /dev/pts, empty /proc (worker slots)"
+                     if self.pertest_namespaces else
                      "NO per-test namespaces (tests run one at a time, leftovers swept)")
         parts.append("seccomp filter" if self.hello.get("seccomp") else "NO seccomp filter")
         parts.append("Landlock scope per test (abstract Unix sockets, signals)" if self.hello.get("landlock") else
