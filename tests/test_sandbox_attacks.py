@@ -283,31 +283,45 @@ def _seccomp_status(pid: int) -> tuple[str, int]:
 
 @pytest.mark.skipif(not iso.current().hello.get("seccomp"), reason="no seccomp filter at this level")
 def test_the_fork_server_runs_under_the_base_filter_and_tests_add_their_own():
-    """Seen from outside, in /proc: the fork server and its worker slots are filtered (mode 2, one filter)
-    and a running test process stacks its own part on top (two filters)."""
+    """Seen from outside, in /proc: the fork server is filtered (mode 2, one filter); each worker slot stacks
+    its part on top (two filters), which its tests inherit; without slots a test process installs it."""
     sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(2)\n", "assert True"),
                                kwargs={"timeout_s": 5})
     sleeper.start()
     servers: list[psutil.Process] = []
+    slots: list[psutil.Process] = []
     tests: list[psutil.Process] = []
     deadline = time.monotonic() + 10
     while not tests and time.monotonic() < deadline:
         time.sleep(0.05)
-        ours = [p for p in _live_children(psutil.Process(), recursive=True)
-                if p.info["cmdline"][1:4] == ["-I", "-S", "-X"]]
-        pids = {p.pid for p in ours}
-        servers = [p for p in ours if p.ppid() not in pids]  # the fork servers; below them, slots and tests
+        servers, children = _fork_server_and_slots()
         if iso.current().pertest_namespaces:
-            slots = [child for server in servers for child in _live_children(server)]
+            slots = children
             tests = [child for slot in slots for child in _live_children(slot)]
-            servers += slots
         else:
-            tests = [child for server in servers for child in _live_children(server)]
+            tests = children
     assert servers and tests, (servers, tests)
-    for server in servers:
-        assert _seccomp_status(server.pid) == ("2", 1)
+    assert _seccomp_status(servers[0].pid) == ("2", 1)
+    for slot in slots:
+        assert _seccomp_status(slot.pid) == ("2", 2)
     assert _seccomp_status(tests[0].pid) == ("2", 2)
     sleeper.join()
+    still_serving()
+
+
+@pytest.mark.skipif(LEVEL not in ("bwrap", "netns+uid", "netns"), reason="no user namespaces at this level")
+def test_a_test_can_neither_mount_nor_make_a_user_namespace():
+    """A test shares its worker slot's mount namespace, one test at a time: it must not be able to change
+    it (no capabilities), nor get capabilities back in a user namespace of its own (seccomp)."""
+    code = ("import os, subprocess\n"
+            "mount = subprocess.run(['mount', '-t', 'tmpfs', 'none', '/tmp'], capture_output=True)\n"
+            "userns = subprocess.run(['unshare', '--user', '--map-root-user', 'true'], capture_output=True)\n"
+            "lazy = subprocess.run(['umount', '-l', '/proc'], capture_output=True)\n"
+            "print(mount.returncode, userns.returncode, lazy.returncode, os.listdir('/proc'))\n")
+    result = run_python(code, "assert True", timeout_s=10)
+    assert result.passed, result
+    mount_rc, userns_rc, umount_rc, proc = result.stdout.split(" ", 3)
+    assert mount_rc != "0" and userns_rc != "0" and umount_rc != "0" and proc.strip() == "[]", result.stdout
     still_serving()
 
 

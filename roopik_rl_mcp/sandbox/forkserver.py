@@ -173,7 +173,9 @@ def _seccomp_program(part: str):
     compiles it) and a test process pays for what it installs: the `base` part holds what the fork server
     itself never needs and is installed once in it (test processes inherit it); the `test` part holds
     what the fork server needs for making tests (new user namespaces, mounts, any descriptor) and is
-    installed by each test process after its set-up."""
+    installed by each test process after its set-up. With worker slots, each slot installs the `slot` part
+    (the `test` part less the rules on mounts, which the slot makes for its tests) once, and its tests
+    inherit it: they have no capabilities to mount with, nor a way to get any."""
     table = _SYSCALLS.get(os.uname().machine)
     if table is None:
         return None
@@ -196,7 +198,7 @@ def _seccomp_program(part: str):
             prog.extend(block)
 
     eperm = deny(errno.EPERM)
-    if part == "test":
+    if part in ("test", "slot"):
         fd_block = lambda i: [(ld, 0, 0, arg(i)), (jeq, 0, 1, RECORD_FD), (ret, 0, 0, eperm), (ret, 0, 0, allow)]  # noqa: E731
         rule(table["dup2"], fd_block(1))
         rule(table["dup3"], fd_block(1))
@@ -206,8 +208,9 @@ def _seccomp_program(part: str):
         no_userns = [(ld, 0, 0, arg(0)), (jset, 0, 1, CLONE_NEWUSER), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
         rule(table["clone"], no_userns)
         rule(table["unshare"], no_userns)
-        for name in ("mount", "umount2"):
-            rule(table[name], [(ret, 0, 0, eperm)])
+        if part == "test":  # a worker slot mounts each test's directories; its tests have no capabilities
+            for name in ("mount", "umount2"):
+                rule(table[name], [(ret, 0, 0, eperm)])
     else:
         unix_only = [(ld, 0, 0, arg(0)), (jeq, 0, 1, 1), (ret, 0, 0, allow), (ret, 0, 0, deny(errno.EAFNOSUPPORT))]
         rule(table["socket"], unix_only)
@@ -225,7 +228,7 @@ def _seccomp_program(part: str):
     return _SockFprog(len(prog), array), array
 
 
-_SECCOMP = {part: _seccomp_program(part) for part in ("base", "test")}
+_SECCOMP = {part: _seccomp_program(part) for part in ("base", "test", "slot")}
 _SECCOMP_REF = {part: ctypes.byref(prog[0]) for part, prog in _SECCOMP.items() if prog is not None}
 
 
@@ -1647,6 +1650,7 @@ class ForkServer:
         # From here on the fork server itself runs under the base part of the filter (test processes inherit
         # it and add the rest): it needs none of those calls, and each test saves installing them.
         self.base_filter = self.seccomp and _install_seccomp("base")
+        self.slot_filter = False  # set in a worker slot that installed its part (its tests inherit it)
         self.flat = not self.pertest
         self.harness = Harness(self.flat)
         cpus = os.cpu_count() or 1
@@ -2083,14 +2087,27 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
     for sig in _RESET_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: so is this slot
-    os.dup2(server.devnull, 0)
-    _close_all_but({jobs_r, events_w, server.devnull, *outputs.values()})
+    # The tests' verdict pipe sits at RECORD_FD for good (not inherited across exec): a test process finds it
+    # there, and the slot's part of the seccomp filter keeps it there.
+    fds = {"jobs": jobs_r, "events": events_w, "devnull": server.devnull, **outputs}
+    for name, fd in fds.items():
+        if fd == RECORD_FD and name != "records":
+            fds[name] = os.dup(fd)
+    if fds["records"] != RECORD_FD:
+        os.dup2(fds["records"], RECORD_FD)
+        fds["records"] = RECORD_FD
+    os.set_inheritable(RECORD_FD, False)
+    os.dup2(fds["devnull"], 0)
+    _close_all_but(set(fds.values()))
+    jobs_r, events_w, server.devnull = fds["jobs"], fds["events"], fds["devnull"]
     cfg = server.cfg
     kept = _kept_handles(cfg)
     if not _enter_slot_namespaces(cfg, server.uid, server.gid, kept):
         raise OSError("could not set up the worker slot's namespaces")
+    if server.seccomp and server.base_filter:
+        server.slot_filter = _install_seccomp("slot")
     compiled: dict[int, CompiledTests] = {}
-    records_w, out_w, err_w, workdir = outputs["records"], outputs["stdout"], outputs["stderr"], cfg["workdir"]
+    records_w, out_w, err_w, workdir = RECORD_FD, fds["stdout"], fds["stderr"], cfg["workdir"]
     gc.freeze()
     while True:
         header = _read_exactly(jobs_r, 4)
@@ -2131,14 +2148,16 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
 def _child(server: ForkServer, raw: dict, limits: dict, tests: CompiledTests, records_w: int, out_w: int,
            err_w: int, workdir: str) -> None:
     """The test process (with worker slots: pid 1 of its own pid namespace). Untrusted code runs only here."""
-    _signal.set_wakeup_fd(-1)
-    for sig in _RESET_SIGNALS:
-        _signal.signal(sig, _signal.SIG_DFL)
+    if not server.pertest:  # a slot has done this for itself already
+        _signal.set_wakeup_fd(-1)
+        for sig in _RESET_SIGNALS:
+            _signal.signal(sig, _signal.SIG_DFL)
     os.dup2(server.devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    os.dup2(records_w, RECORD_FD)
-    os.set_inheritable(RECORD_FD, False)  # exec'd programs do not get the verdict channel
+    if records_w != RECORD_FD:
+        os.dup2(records_w, RECORD_FD)
+        os.set_inheritable(RECORD_FD, False)  # exec'd programs do not get the verdict channel
     os.closerange(3, RECORD_FD)
     os.closerange(RECORD_FD + 1, 1 << 16)
     if server.pertest:
@@ -2152,7 +2171,7 @@ def _child(server: ForkServer, raw: dict, limits: dict, tests: CompiledTests, re
     if server.landlock and not _landlock_scope():
         os._exit(71)
     _apply_limits(limits)
-    if server.seccomp:  # the base part is in force already where the fork server runs under it
+    if server.seccomp and not server.slot_filter:  # a slot's part, or the base part, may be in force already
         _install_seccomp(*(("test",) if server.base_filter else ("base", "test")))
     job = Job(raw, tests)  # the solution is compiled here, under the limits, never in the fork server
     if job.early is not None:
