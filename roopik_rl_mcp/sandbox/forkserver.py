@@ -1019,6 +1019,7 @@ class Harness:
         tests.fixed_deps = tuple(fixed)
         tests.module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in tests.deps["top_level"])
         tests.own_names = tuple(tests.deps["own"])
+        tests.code = tests.flow = None  # only the prepared flow runs: every fork copies what this process keeps
 
     def run(self, job: "Job") -> None:
         """In the test process: bind the job, send the key, arm the audit hook, run the flow. Never returns."""
@@ -2121,6 +2122,7 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
             compiled[serial] = tests
             if len(compiled) > TESTS_CACHE:
                 compiled.pop(next(iter(compiled)))
+            gc.freeze()  # its tests' collectors need not walk (and copy) these objects
         ok, mounted = _mount_test_dirs(cfg, kept, limits.get("tmpfs_bytes"))
         try:
             if not ok:
