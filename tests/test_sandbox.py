@@ -236,3 +236,17 @@ def test_batch_of_distinct_tests_keeps_each_jobs_own_verdict():
     for i, result in enumerate(results):
         if i != 4:
             assert result.passed == bool(i % 3), (i, result.status)
+
+
+def test_tests_that_follow_each_other_in_a_worker_keep_their_own_output_and_verdicts():
+    """A worker's pipes carry one test after another: what each test wrote, and its verdict, stay its own,
+    even when the next test starts writing at once."""
+    from roopik_rl_mcp.sandbox import BatchJob, run_batch
+
+    jobs = [BatchJob(f"import sys\nsys.stdout.write('job-{i};' * 3000)\nsys.stderr.write('err-{i};')\n",
+                     f"assert {i % 2} == 0" if i % 5 else "assert True", None, 10) for i in range(60)]
+    for results in (run_batch(jobs, workers=1), run_batch(jobs)):  # a sandbox of its own; the warm one
+        for i, result in enumerate(results):
+            assert result.stdout == f"job-{i};" * 3000 and result.stderr == f"err-{i};", (i, result.stdout[:40])
+            assert result.passed == (i % 5 == 0 or i % 2 == 0), (i, result.status)
+

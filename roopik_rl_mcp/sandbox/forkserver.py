@@ -1428,6 +1428,7 @@ class Run:
         self.status: int | None = None
         self.workdir = ""
         self.slot: Slot | None = None  # the worker slot it runs in (its pipes are the slot's)
+        self.drained = False
 
     # -- records -----------------------------------------------------------------------------------
     def feed_records(self, data: bytes) -> None:
@@ -1709,10 +1710,13 @@ class ForkServer:
             return len(self.running) < self.workers
         return bool(self.idle) or not self.slots  # no slot left at all: jobs fail at once rather than wait
 
+    def dispatch(self) -> None:
+        while (self.urgent or self.queue) and self.has_room():
+            self.start((self.urgent or self.queue).popleft())
+
     def serve(self) -> None:
         while True:
-            while (self.urgent or self.queue) and self.has_room():
-                self.start((self.urgent or self.queue).popleft())
+            self.dispatch()
             if not self.stdin_open and not self.urgent and not self.queue and not self.running:
                 return
             timeout = None
@@ -1923,6 +1927,8 @@ class ForkServer:
                 self.idle.append(slot)
                 if kind == b"E":
                     run.status = int(value)
+                    self.drain(run)  # all of it: the slot's pipes are the next test's once it starts
+                    self.dispatch()  # the slot's next test first: the verdict can wait a moment, the core cannot
                     self.finish(run)
                 else:
                     self.fail(run.spec.raw, "SandboxError",
@@ -2015,9 +2021,12 @@ class ForkServer:
                 run.status = status
                 self.finish(run)
 
-    def finish(self, run: Run) -> None:
-        # The test process is gone, and with it (per-test pid namespace) everything the test started. Take
-        # what is already in the pipes without waiting for EOF: a stray holder cannot stall the verdict.
+    def drain(self, run: Run) -> None:
+        """The test process is gone, and with it (per-test pid namespace) everything the test started. Take
+        what is already in the pipes without waiting for EOF: a stray holder cannot stall the verdict."""
+        if run.drained:
+            return
+        run.drained = True
         for name, fd in list(run.fds.items()):
             while True:
                 try:
@@ -2032,6 +2041,9 @@ class ForkServer:
                     run.feed_output(name, data)
             if run.slot is None:
                 self.close_fd(fd)
+
+    def finish(self, run: Run) -> None:
+        self.drain(run)
         if self.flat:
             try:
                 os.killpg(run.pid, signal.SIGKILL)
