@@ -437,7 +437,9 @@ def _probe_namespaces(cfg: dict) -> bool:
     if pid == 0:
         try:
             kept = _kept_handles(cfg)
-            ok, mounted = _mount_test_dirs(cfg, kept, None) if _enter_slot_namespaces(cfg, uid, gid, kept) else (False, [])
+            ok, mounted = False, []
+            if _enter_slot_namespaces(cfg, uid, gid, kept):
+                ok, mounted = _mount_test_dirs(cfg, kept, None)
             if ok:
                 test = _clone(_TEST_NAMESPACES)
                 if test == 0:
