@@ -1632,12 +1632,12 @@ def _signal_name(number: int) -> str:
 
 
 class Slot:
-    """The fork server's handle on a worker slot (see `_slot_main`): the process, the pipe it takes jobs from,
+    """The fork server's handle on a worker slot (see `_slot_main`): the pipe it takes jobs from,
     the pipe it reports on, and the pipes its tests write their records and output to. Those are kept from
     test to test: when a test ends, everything that could write to them is gone with its pid namespace."""
 
-    def __init__(self, pid: int, jobs_w: int, events_r: int, fds: dict) -> None:
-        self.pid, self.jobs_w, self.events_r, self.fds = pid, jobs_w, events_r, fds
+    def __init__(self, jobs_w: int, events_r: int, fds: dict) -> None:
+        self.jobs_w, self.events_r, self.fds = jobs_w, events_r, fds
         self.run: Run | None = None
         self.events = bytearray()
         self.known: dict[int, None] = {}  # serials of the compiled tests this slot holds, oldest first
@@ -1889,7 +1889,7 @@ class ForkServer:
                 os._exit(70)
         for fd in (jobs_r, events_w, *(pair[1] for pair in pipes.values())):
             os.close(fd)
-        slot = Slot(pid, jobs_w, events_r, {name: pair[0] for name, pair in pipes.items()})
+        slot = Slot(jobs_w, events_r, {name: pair[0] for name, pair in pipes.items()})
         for fd in (events_r, *slot.fds.values()):
             os.set_blocking(fd, False)
             self.poller.register(fd, select.POLLIN)
