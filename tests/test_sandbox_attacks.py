@@ -6,6 +6,7 @@ of `passed` for any of these programs would be a reward the code faked.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -156,34 +157,90 @@ def _fork_server_and_slots() -> tuple[list[psutil.Process], list[psutil.Process]
     return servers, [child for server in servers for child in _live_children(server)]
 
 
-def _mount_count(process: psutil.Process) -> int:
+def _mount_points(process: psutil.Process) -> collections.Counter:
+    """A worker slot's mount table: how many mounts sit on each mount point."""
     try:
-        return len(Path(f"/proc/{process.pid}/mountinfo").read_text().splitlines())
+        lines = Path(f"/proc/{process.pid}/mountinfo").read_text().splitlines()
     except PermissionError:
         pytest.skip("cannot read another user's mount table here (not root)")
+    return collections.Counter(line.split()[4] for line in lines)
 
 
 @pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")
-def test_a_worker_slot_mounts_fresh_directories_per_test_and_leaves_none_behind():
+def test_a_worker_slot_keeps_its_tests_directories_mounted_and_leaves_no_mounts_behind():
     assert run_python("x = 1", "assert x == 1").passed  # the warm sandbox is up, its slots idle
     _, slots = _fork_server_and_slots()
     assert slots
-    idle = {slot.pid: _mount_count(slot) for slot in slots}
-    sleeper = threading.Thread(target=run_python, args=("import time\ntime.sleep(1.5)\n", "assert True"),
-                               kwargs={"timeout_s": 5})
-    sleeper.start()
-    busy, deadline = {}, time.monotonic() + 5
-    while not busy and time.monotonic() < deadline:
-        time.sleep(0.05)
-        busy = {slot.pid: _mount_count(slot) for slot in slots if _live_children(slot)}
-    sleeper.join()
-    assert busy and all(count > idle[pid] for pid, count in busy.items()), (idle, busy)  # /tmp, /proc, ...
+    before = {slot.pid: _mount_points(slot) for slot in slots}
+    # Over the sandbox's own: a private /tmp, scratch, a devpts instance and an empty /proc of the slot's.
+    assert all(table["/tmp"] == 2 and table["/proc"] == 2 and table["/dev/pts"] == 2 and table["/dev/shm"] == 1
+               for table in before.values()), before
     hostile = ("import os, pty\nopen('/tmp/x', 'w').write('x' * 1000)\nos.makedirs('/tmp/a/b/c')\n"
-               "master, follower = pty.openpty()\n")
-    results = run_batch([BatchJob(hostile, "assert True", None, 5)] * 20)
+               "open('/dev/shm/x', 'w').write('x')\nmaster, follower = pty.openpty()\n")
+    quiet = "x = sum(range(10))\n"
+    results = run_batch([BatchJob(hostile, "assert True", None, 5), BatchJob(quiet, "assert x == 45", None, 5)] * 20)
     assert all(r.passed for r in results), results
-    assert {slot.pid: _mount_count(slot) for slot in slots} == idle
+    assert {slot.pid: _mount_points(slot) for slot in slots} == before
     still_serving()
+
+
+CHANGER = """
+import os
+changed = []
+
+def attempt(name, action):
+    try:
+        action()
+        changed.append(name)
+    except OSError:
+        pass
+
+def replace_work_dir():
+    here = os.getcwd()
+    os.chdir("/")
+    os.rmdir(here)
+    os.symlink("/", here)
+
+attempt("chmod /tmp", lambda: os.chmod("/tmp", 0o700))
+attempt("xattr /tmp", lambda: os.setxattr("/tmp", "user.leak", b"1"))
+attempt("xattr work dir", lambda: os.setxattr(".", "user.leak", b"1"))
+attempt("fifo in /dev/shm", lambda: os.mkfifo("/dev/shm/leak"))
+attempt("chmod /dev/shm", lambda: os.chmod("/dev/shm", 0o700))
+attempt("chmod ptmx", lambda: os.chmod("/dev/pts/ptmx", 0))
+attempt("deep tree in /tmp", lambda: os.makedirs("/tmp/" + "/".join(["d"] * 300)))
+attempt("chmod work dir", lambda: os.chmod(".", 0o777))
+attempt("replace work dir", replace_work_dir)
+print(sorted(changed))
+"""
+LOOKER = """
+import os, stat
+work = os.getcwd()
+seen = {
+    "work dir": (stat.S_ISDIR(os.lstat(work).st_mode), oct(os.lstat(work).st_mode & 0o7777), os.listdir(".")),
+    "/tmp": (oct(os.stat("/tmp").st_mode & 0o7777), "d" in os.listdir("/tmp")),
+    "/dev/shm": (oct(os.stat("/dev/shm").st_mode & 0o7777), os.listdir("/dev/shm")),
+    "ptmx": oct(os.stat("/dev/pts/ptmx").st_mode & 0o7777),
+    "xattrs": os.listxattr("/tmp") + os.listxattr("."),
+}
+master, follower = os.openpty()
+print(seen)
+"""
+
+
+@pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")
+def test_a_test_that_changes_its_directories_leaves_the_next_test_in_its_slot_the_defaults():
+    """One worker: the tests share a slot, one after another. Whatever a test did to /tmp, its work dir,
+    /dev/shm or /dev/pts, the next test finds them as the first test found them."""
+    results = run_batch([BatchJob(LOOKER, "assert True", None, 5), BatchJob(CHANGER, "assert True", None, 5),
+                         BatchJob(LOOKER, "assert True", None, 5)] * 2, workers=1)
+    assert all(r.passed for r in results), results
+    first, changes = results[0].stdout, results[1].stdout
+    for change in ("chmod /tmp", "fifo in /dev/shm", "chmod ptmx", "deep tree in /tmp", "replace work dir",
+                   "chmod work dir"):
+        assert change in changes, changes  # the changes were made: the lookers had something to find
+    assert "'work dir': (True, '0o700', [])" in first and "'/dev/shm': ('0o1777', [])" in first, first
+    assert "'ptmx': '0o666'" in first and "'xattrs': []" in first, first
+    assert [results[i].stdout for i in (2, 3, 5)] == [first, first, first], [r.stdout for r in results]
 
 
 @pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")

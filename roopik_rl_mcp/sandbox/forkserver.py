@@ -11,9 +11,9 @@ standard streams (after the code):
 Per job, this process (trusted: it never runs, nor even parses, the code under test) rewrites the tests
 so each `assert` is its own test (once per distinct tests source) and hands the job to an idle worker slot:
 a process it cloned at start into a user and mount namespace of its own (trusted code too, see _slot_main).
-The slot mounts the test's fresh directories (a private /tmp holding its work dir, scratch dirs, a devpts
-instance, an empty /proc), clones the test process into a fresh pid namespace, where it is pid 1, waits on
-that pid and unmounts; this process kills the pid at the deadline. The test process drops every capability,
+The slot holds the tests' directories (a private /tmp holding the work dir, scratch dirs, a devpts instance,
+an empty /proc), clones the test process into a fresh pid namespace, where it is pid 1, waits on that pid and
+mounts afresh whatever directory the test changed; this process kills the pid at the deadline. The test process drops every capability,
 applies the rlimits, a Landlock scope and a seccomp filter, compiles the solution and runs it. When it
 ends, or is killed, the kernel kills everything else in its pid namespace: a double-forked, setsid'd
 process cannot outlive its test.
@@ -40,6 +40,7 @@ import os
 import resource
 import select
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -386,45 +387,115 @@ def _enter_slot_namespaces(cfg: dict, uid: int, gid: int, kept: list) -> bool:
     return bool(ok)
 
 
-def _mount_test_dirs(cfg: dict, kept: list, size: int | None) -> tuple[bool, list]:
-    """Before each test, in its slot: what the test may write, fresh (a private /tmp with its work dir,
-    scratch dirs, pseudo-terminals of its own), and an empty /proc. (ok, what was mounted, to unmount after)."""
-    size = int(size or (64 << 20))
-    workdir = cfg["workdir"]
-    mounted = []
+class _TestDirs:
+    """A worker slot's directories for its tests: a private /tmp holding the work dir, scratch dirs, a devpts
+    instance, an empty /proc. Mounted once per slot and checked after every test; a directory a test left
+    changed (an entry, a mode, an extended attribute or ACL) is mounted afresh before the next test.
 
-    def mount(target: str, done: bool) -> bool:
-        if done:
-            mounted.append(target)
-        return done
+    Why not mount them all per test: mounting and unmounting five file systems cost a short test about a sixth
+    of its whole CPU time, and most tests write nothing; the check is a few system calls. What the check does
+    not restore (timestamps, inode numbers) only carries a covert channel, like timing (docs/THREAT_MODEL.md).
+    The empty /proc is mounted read-only: a test can change nothing in it."""
 
-    ok = mount("/tmp", _tmpfs_keeping("/tmp", f"size={size},mode=1777", kept))
-    if workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
+    def __init__(self, cfg: dict, kept: list) -> None:
+        self.kept, self.workdir = kept, cfg["workdir"]
+        self.scratch = [p for p in cfg.get("scratch", ("/dev/shm", "/var/tmp")) if os.path.isdir(p)]
+        self.size = 64 << 20
+        self.units = ["/tmp"] + ([] if self.workdir.startswith("/tmp/") else [self.workdir]) + self.scratch
+        if os.path.isdir("/dev/pts"):
+            self.units.append("/dev/pts")
+        self.mounted: list[str] = []  # what is mounted now, in order ("/proc" last)
+        self.baseline: dict[str, dict] = {}  # unit -> {directory it holds: how it looked when mounted}
+        # Binding the kept interpreter dirs back goes through /proc/self/fd: /proc stays uncovered meanwhile.
+        self.needs_proc = any(path.startswith("/tmp/") for path, _ in kept)
+
+    def prepare(self, size: int | None = None) -> bool:
+        """Mount every unit afresh (at slot start, and when a test asks for another /tmp size)."""
+        self.size = int(size or (64 << 20))
+        return self.renew(list(self.units))
+
+    def fit(self, size: int | None) -> bool:
+        """Before a test: its /tmp size, if it differs from the mounted one."""
+        size = int(size or (64 << 20))
+        if size == self.size:
+            return True
+        self.size = size
+        return self.renew([unit for unit in self.units if unit in ("/tmp", self.workdir)])
+
+    def check(self) -> list[str]:
+        """After a test: the units it left changed."""
+        return [unit for unit in self.units if not all(_looks(path) == seen for path, seen in self.baseline[unit].items())]
+
+    def renew(self, units: list[str]) -> bool:
+        """Mount `units` afresh (whatever was there detached). False if that failed."""
+        ok = True
+        uncover = "/proc" in self.mounted and ("/tmp" in units and self.needs_proc)
+        for target in (["/proc"] if uncover else []) + units:
+            if target in self.mounted:
+                ok &= _libc.umount2(target.encode(), MNT_DETACH) == 0
+                self.mounted.remove(target)
+        for unit in units:
+            done = self._mount(unit)
+            if done:
+                self.mounted.append(unit)
+                self.baseline[unit] = {path: _looks(path) for path in self._directories(unit)}
+            ok &= done
+        if "/proc" not in self.mounted:
+            # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
+            if _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY):
+                self.mounted.append("/proc")
+            else:
+                ok = False
+        return bool(ok)
+
+    def _mount(self, unit: str) -> bool:
+        if unit == "/tmp":
+            if not _tmpfs_keeping("/tmp", f"size={self.size},mode=1777", self.kept):
+                return False
+            if self.workdir.startswith("/tmp/"):  # hidden by the fresh /tmp: recreate it there
+                os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+            return True
+        if unit == self.workdir:
+            return _mount_tmpfs(unit, f"size={self.size},mode=0700")
+        if unit == "/dev/pts":
+            # Pseudo-terminals of its own: a fresh devpts instance (/dev/ptmx allocates from the /dev/pts beside
+            # it), so that concurrent tests cannot open each other's ptys, nor reach the host's terminals.
+            return _libc.mount(b"devpts", b"/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC,
+                               b"newinstance,ptmxmode=0666,mode=0620") == 0
+        return _mount_tmpfs(unit, "size=1m,mode=1777")  # scratch space of its own
+
+    def _directories(self, unit: str) -> list[str]:
+        """What of `unit` a test could change: the mount's root; on /dev/pts the ptmx node; on /tmp the
+        directories leading to the work dir and the kept interpreter dirs (those are read-only binds)."""
+        found = [unit] + (["/dev/pts/ptmx"] if unit == "/dev/pts" else [])
+        if unit == "/tmp":
+            for path in [self.workdir] + [path for path, _ in self.kept]:
+                parts = path.split("/")
+                for depth in range(3, len(parts) + 1):
+                    directory = "/".join(parts[:depth])
+                    if directory.startswith("/tmp/") and directory not in found and not self._is_kept(directory):
+                        found.append(directory)
+        return found
+
+    def _is_kept(self, path: str) -> bool:
+        return any(path == kept or path.startswith(kept + "/") for kept, _ in self.kept)
+
+
+def _looks(path: str) -> tuple | None:
+    """How a directory (or node) looks, as far as a later test could tell: its identity, type, mode, owner,
+    entries, extended attributes (ACLs included). None if it is gone or unreadable."""
+    try:
+        st = os.lstat(path)
+        entries = sorted(os.listdir(path)) if stat.S_ISDIR(st.st_mode) else None
         try:
-            os.mkdir(workdir, 0o700)
-        except FileNotFoundError:
-            os.makedirs(workdir, mode=0o700, exist_ok=True)
-    else:
-        ok &= mount(workdir, _mount_tmpfs(workdir, f"size={size},mode=0700"))
-    for path in cfg.get("scratch", ("/dev/shm", "/var/tmp")):  # scratch space of its own, where the level has it
-        if os.path.isdir(path):
-            mount(path, _mount_tmpfs(path, "size=1m,mode=1777"))
-    # Pseudo-terminals of its own: a fresh devpts instance (/dev/ptmx allocates from the /dev/pts beside it),
-    # so that concurrent tests cannot open each other's ptys to pass data, nor reach the host's terminals.
-    if os.path.isdir("/dev/pts"):
-        mount("/dev/pts", _libc.mount(b"devpts", b"/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC,
-                                      b"newinstance,ptmxmode=0666,mode=0620") == 0)
-    # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
-    ok &= mount("/proc", _mount_tmpfs("/proc", "size=4k,mode=0555", MS_NOSUID | MS_NODEV | MS_RDONLY))
-    return bool(ok), mounted
-
-
-def _unmount(mounted: list) -> bool:
-    """After a test (all its processes gone with its pid namespace): detach what was mounted for it."""
-    ok = True
-    for target in reversed(mounted):
-        ok &= _libc.umount2(target.encode(), MNT_DETACH) == 0
-    return ok
+            attrs = sorted(os.listxattr(path, follow_symlinks=False))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            attrs = []
+        return st.st_ino, st.st_mode, st.st_uid, st.st_gid, entries, attrs
+    except OSError:
+        return None
 
 
 def _probe_namespaces(cfg: dict) -> bool:
@@ -437,15 +508,14 @@ def _probe_namespaces(cfg: dict) -> bool:
     if pid == 0:
         try:
             kept = _kept_handles(cfg)
-            ok, mounted = False, []
-            if _enter_slot_namespaces(cfg, uid, gid, kept):
-                ok, mounted = _mount_test_dirs(cfg, kept, None)
+            dirs = _TestDirs(cfg, kept)
+            ok = _enter_slot_namespaces(cfg, uid, gid, kept) and dirs.prepare()
             if ok:
                 test = _clone(_TEST_NAMESPACES)
                 if test == 0:
                     os._exit(0 if os.getpid() == 1 else 1)
                 _, status = os.waitpid(test, 0)
-                ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and _unmount(mounted)
+                ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not dirs.check()
             os._exit(0 if ok else 1)
         except BaseException:
             os._exit(2)
@@ -1901,7 +1971,7 @@ class ForkServer:
 
     def read_events(self, slot: Slot) -> None:
         """What a slot reports, a line each: S <pid> (test started), E <wait status> (test over, its
-        directories unmounted), F <why> (the test could not be started)."""
+        directories ready for the next one), F <why> (the test could not be started)."""
         try:
             data = os.read(slot.events_r, 4096)
         except BlockingIOError:
@@ -2093,9 +2163,9 @@ def _close_all_but(keep) -> None:
 def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) -> None:
     """A worker slot: trusted code only, in a user and mount namespace of its own, one test at a time.
 
-    Per job: mount the test's fresh directories (/tmp, scratch, /dev/pts, an empty /proc), clone the test
-    into a pid namespace of its own, wait for it, unmount, report. Set up once here rather than per test:
-    the uid map and the hidden directories, and the namespaces themselves (a mount namespace per test
+    Per job: clone the test into a pid namespace of its own, wait for it, mount afresh whatever of the tests'
+    directories it changed (see _TestDirs), report. Set up once here rather than per test: the uid map, the
+    hidden directories, the tests' directories, and the namespaces themselves (a mount namespace per test
     costs its copy and an RCU-synchronised teardown on every exit). Between forks this process writes as
     little memory as it can: every page it writes while its test lives costs a copy."""
     _signal.set_wakeup_fd(-1)
@@ -2119,6 +2189,9 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
     kept = _kept_handles(cfg)
     if not _enter_slot_namespaces(cfg, server.uid, server.gid, kept):
         raise OSError("could not set up the worker slot's namespaces")
+    dirs = _TestDirs(cfg, kept)
+    if not dirs.prepare():
+        raise OSError("could not mount the worker slot's directories for its tests")
     if server.seccomp and server.base_filter:
         server.slot_filter = _install_seccomp("slot")
     compiled: dict[int, CompiledTests] = {}
@@ -2137,16 +2210,14 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
             if len(compiled) > TESTS_CACHE:
                 compiled.pop(next(iter(compiled)))
             gc.freeze()  # its tests' collectors need not walk (and copy) these objects
-        ok, mounted = _mount_test_dirs(cfg, kept, limits.get("tmpfs_bytes"))
         try:
-            if not ok:
+            if not dirs.fit(limits.get("tmpfs_bytes")):
                 raise OSError(errno.EPERM, "could not mount the test's directories")
             pid = _clone(_TEST_NAMESPACES)
         except OSError as exc:
-            clean = _unmount(mounted)
             os.write(events_w, b"F " + str(exc).encode(errors="replace")[:500].replace(b"\n", b" ") + b"\n")
-            if not clean:
-                raise OSError(f"could not unmount the test's directories ({', '.join(mounted)})")
+            if not dirs.prepare():  # back to a known state, or this slot gives way to a new one
+                raise OSError(f"could not mount the test's directories ({exc})")
             continue
         if pid == 0:
             try:
@@ -2155,10 +2226,11 @@ def _slot_main(server: ForkServer, jobs_r: int, events_w: int, outputs: dict) ->
                 os._exit(70)
         os.write(events_w, b"S %d\n" % pid)
         _, status = os.waitpid(pid, 0)
-        clean = _unmount(mounted)
+        changed = dirs.check()  # all its processes are gone with its pid namespace: nothing changes them now
+        clean = not changed or dirs.renew(changed)
         os.write(events_w, b"E %d\n" % status)
         if not clean:  # a slot that cannot give the next test fresh directories gives way to a new one
-            raise OSError(f"could not unmount the test's directories ({', '.join(mounted)})")
+            raise OSError(f"could not mount the test's directories afresh ({', '.join(changed)})")
 
 
 def _child(server: ForkServer, raw: dict, limits: dict, tests: CompiledTests, records_w: int, out_w: int,

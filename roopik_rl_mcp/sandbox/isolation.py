@@ -13,7 +13,7 @@ Levels, strongest first:
   process    nothing but rlimits, the seccomp filter and a scrubbed environment.
 
 Inside every level the fork server runs its tests in worker slots (a user and mount namespace per worker,
-a pid namespace and fresh /tmp, /dev/shm, /dev/pts and empty /proc per test) when the kernel allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
+a pid namespace per test; /tmp, /dev/shm, /dev/pts checked after each test and mounted afresh when changed; an empty /proc) when the kernel allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Isolation:
 
     def describe(self) -> str:
         parts = [MEANING.get(self.level, self.level)]
-        parts.append("per-test pid namespace and fresh /tmp, /dev/shm, /dev/pts, empty /proc (worker slots)"
+        parts.append("per-test pid namespace, empty /tmp, /dev/shm, /dev/pts (mounted afresh when a test changed them), empty /proc (worker slots)"
                      if self.pertest_namespaces else
                      "NO per-test namespaces (tests run one at a time, leftovers swept)")
         parts.append("seccomp filter" if self.hello.get("seccomp") else "NO seccomp filter")
