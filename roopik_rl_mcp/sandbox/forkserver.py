@@ -945,6 +945,7 @@ class CompiledTests:
 
     def __init__(self, source: str | None) -> None:
         self.serial = -1  # set by the fork server's cache: how worker slots name these tests
+        self.last_ms: int | None = None  # how long the last job with these tests took (the fork server's queue order)
         self.tests: list[dict] = []
         self.test_functions: list[str] = []
         self.code = None
@@ -1729,8 +1730,11 @@ class ForkServer:
         self.harness = Harness(self.flat)
         cpus = os.cpu_count() or 1
         self.workers = 1 if self.flat else max(1, min(int(cfg.get("workers") or cpus), 64))
-        self.queue: collections.deque[dict] = collections.deque()
-        self.urgent: collections.deque[dict] = collections.deque()  # single calls: ahead of queued bulk jobs
+        # Bulk jobs wait in a heap, the longest expected first (see `expected_ms`); single calls wait in
+        # `urgent`, in order, ahead of them.
+        self.queue: list[tuple[float, int, dict]] = []
+        self.queued = itertools.count()
+        self.urgent: collections.deque[dict] = collections.deque()
         self.tests_cache: dict[str, CompiledTests] = {}
         self.serials = itertools.count()
         self.running: set[Run] = set()
@@ -1784,7 +1788,24 @@ class ForkServer:
 
     def dispatch(self) -> None:
         while (self.urgent or self.queue) and self.has_room():
-            self.start((self.urgent or self.queue).popleft())
+            self.start(self.urgent.popleft() if self.urgent else heapq.heappop(self.queue)[2])
+
+    def enqueue(self, job: dict) -> None:
+        if job.get("urgent"):
+            self.urgent.append(job)
+        else:
+            heapq.heappush(self.queue, (-self.expected_ms(job), next(self.queued), job))
+
+    def expected_ms(self, job: dict) -> float:
+        """How long a job is expected to run: as long as the last job with the same tests took here (tests
+        not seen yet: first of all, in the order they came). A batch's wall time is its slowest test's start
+        plus its run time: started first, a long test runs beside the short ones instead of after them
+        (longest-first scheduling). Evaluations and RL rewards run the same tasks' tests again and again."""
+        tests = job.get("tests")
+        compiled = self.tests_cache.get(tests if isinstance(tests, str) else "")
+        if compiled is None or compiled.last_ms is None:
+            return math.inf
+        return compiled.last_ms
 
     def serve(self) -> None:
         while True:
@@ -1839,7 +1860,7 @@ class ForkServer:
                 except ValueError:
                     continue
                 if isinstance(job, dict):
-                    (self.urgent if job.get("urgent") else self.queue).append(job)
+                    self.enqueue(job)
 
     def fail(self, raw: dict, kind: str, message: str) -> None:
         self.send({"id": raw.get("id") if isinstance(raw, dict) else None, "status": "error", "tests": [],
@@ -1853,7 +1874,7 @@ class ForkServer:
             if (raw.get("tests") or "") not in self.tests_cache:
                 # Compile a few upcoming jobs' tests too: in flat mode, after every fork each page this process
                 # writes costs a copy-on-write fault, so one burst of compiling touches them once for all.
-                for ahead in list(itertools.islice(self.queue, AHEAD)):
+                for _, _, ahead in heapq.nsmallest(AHEAD, self.queue):
                     try:
                         if isinstance(ahead, dict) and isinstance(ahead.get("tests"), str):
                             self.compiled_tests(ahead["tests"])
@@ -2124,6 +2145,8 @@ class ForkServer:
             _sweep_descendants()
             _remove_tree(run.workdir)
         duration = int((time.monotonic() - run.started) * 1000)
+        if run.spec.tests is not None:
+            run.spec.tests.last_ms = duration
         try:
             result = run.result(duration)
         except Exception as exc:
