@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from roopik_rl_mcp.sandbox import isolation as iso
-from roopik_rl_mcp.sandbox.models import ExecutionResult
+from roopik_rl_mcp.sandbox.models import ExecError, ExecutionResult
 from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, default_workers, end, job_line, kill_tree,
                                         lost, opening, start, to_result)
 
@@ -22,22 +22,31 @@ IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
 """A warm sandbox with nothing to do for this long is shut down (the next call starts another)."""
 URGENT_JOBS = 4
 """Calls of at most this many jobs (a capture_feedback) run ahead of queued bulk work."""
+WRITE_SLICE = 16
+"""Jobs encoded and written to the sandbox at a time."""
 STALLED_S = 30.0
 """A warm sandbox that owes verdicts and has said nothing for this long (plus the longest timeout among
 them: a long test is silent until it ends) is killed and replaced."""
 
 
 class _Call:
-    """One caller's jobs in the warm sandbox: verdicts arrive from its reader thread."""
+    """One caller's jobs in the warm sandbox: verdicts arrive from its reader thread, which turns each into an
+    ExecutionResult as it comes (while the sandbox works on the rest) rather than all of them at the end."""
 
-    def __init__(self, count: int) -> None:
-        self.results: dict[int, dict] = {}
-        self.count = count
+    def __init__(self, count: int, level: str) -> None:
+        self.results: dict[int, ExecutionResult] = {}
+        self.count, self.level = count, level
         self.failure: str | None = None
         self.done = threading.Event()
 
     def deliver(self, index: int, message: dict) -> None:
-        self.results.setdefault(index, message)
+        if index not in self.results:
+            try:
+                self.results[index] = to_result(message, self.level)
+            except ValueError as exc:  # a verdict that does not fit the model fails its job, not the reader
+                self.results[index] = ExecutionResult(
+                    status="error", passed=False, isolation=self.level,
+                    errors=[ExecError(kind="HarnessError", message=f"unreadable verdict: {exc}"[:2000])])
         if len(self.results) >= self.count:
             self.done.set()
 
@@ -77,7 +86,7 @@ class _WarmSandbox:
 
     def run(self, jobs: list[BatchJob], limits: Limits) -> list[ExecutionResult]:
         started = time.monotonic()
-        call = _Call(len(jobs))
+        call = _Call(len(jobs), self.level)
         limits_dict = limits.as_dict()
         urgent = len(jobs) <= URGENT_JOBS
         with self.table_lock:
@@ -92,11 +101,14 @@ class _WarmSandbox:
                 self.idle_timer.cancel()
                 self.idle_timer = None
         try:
-            data = b"".join(job_line(first + i, job, limits_dict, urgent) for i, job in enumerate(jobs))
             try:
-                with self.write_lock:
-                    self.proc.stdin.write(data)
-                    self.proc.stdin.flush()
+                # In slices: the sandbox starts on the first jobs while the rest are still being encoded.
+                for offset in range(0, len(jobs), WRITE_SLICE):
+                    data = b"".join(job_line(first + i, jobs[i], limits_dict, urgent)
+                                    for i in range(offset, min(offset + WRITE_SLICE, len(jobs))))
+                    with self.write_lock:
+                        self.proc.stdin.write(data)
+                        self.proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass  # the reader fails this call when it sees the sandbox gone
             left = budget(jobs, self.workers)
@@ -119,7 +131,7 @@ class _WarmSandbox:
             why = f"no verdict within the call's budget; the sandbox was restarted ({self.stderr.text().strip()[-500:]})"
         else:
             why = call.failure or ""
-        return [to_result(call.results[i], self.level) if i in call.results else lost(self.level, elapsed_ms, why)
+        return [call.results[i] if i in call.results else lost(self.level, elapsed_ms, why)
                 for i in range(len(jobs))]
 
     def _stalled(self) -> bool:
