@@ -13,10 +13,10 @@ so each `assert` is its own test (once per distinct tests source) and hands the 
 a process it cloned at start into a user and mount namespace of its own (trusted code too, see _slot_main).
 The slot holds the tests' directories (a private /tmp holding the work dir, scratch dirs, a devpts instance,
 an empty /proc), clones the test process into a fresh pid namespace, where it is pid 1, waits on that pid and
-mounts afresh whatever directory the test changed; this process kills the pid at the deadline. The test process drops every capability,
-applies the rlimits, a Landlock scope and a seccomp filter, compiles the solution and runs it. When it
-ends, or is killed, the kernel kills everything else in its pid namespace: a double-forked, setsid'd
-process cannot outlive its test.
+mounts afresh whatever directory the test changed; this process kills the pid at the deadline. The test
+process drops every capability, applies the rlimits, a Landlock scope and a seccomp filter, compiles the
+solution and runs it. When it ends, or is killed, the kernel kills everything else in its pid namespace: a
+double-forked, setsid'd process cannot outlive its test.
 
 Verdicts: the test process reports over a private pipe (RECORD_FD, 1023) in records that start with a per-test key
 it created before any untrusted code ran. The rewritten tests call helpers that are embedded as *constants* of the
@@ -424,12 +424,13 @@ class _TestDirs:
 
     def check(self) -> list[str]:
         """After a test: the units it left changed."""
-        return [unit for unit in self.units if not all(_looks(path) == seen for path, seen in self.baseline[unit].items())]
+        return [unit for unit in self.units
+                if any(_looks(path) != seen for path, seen in self.baseline[unit].items())]
 
     def renew(self, units: list[str]) -> bool:
         """Mount `units` afresh (whatever was there detached). False if that failed."""
         ok = True
-        uncover = "/proc" in self.mounted and ("/tmp" in units and self.needs_proc)
+        uncover = self.needs_proc and "/tmp" in units and "/proc" in self.mounted
         for target in (["/proc"] if uncover else []) + units:
             if target in self.mounted:
                 ok &= _libc.umount2(target.encode(), MNT_DETACH) == 0
