@@ -251,7 +251,6 @@ def test_tests_that_follow_each_other_in_a_worker_keep_their_own_output_and_verd
             assert result.passed == (i % 5 == 0 or i % 2 == 0), (i, result.status)
 
 
-
 def test_a_batch_starts_the_tests_that_ran_longest_last_time_first():
     """The warm sandbox remembers how long each tests source took: the next batch starts the slowest first
     (longest-first scheduling), while a first sight keeps the order the jobs came in. Every verdict still
@@ -263,7 +262,7 @@ def test_a_batch_starts_the_tests_that_ran_longest_last_time_first():
     tag = uuid.uuid4().hex  # tests this sandbox has not seen before
     started = "import time\nprint(time.time())\n"
     short = [BatchJob(started + f"x = {i}\n", f"assert x == {i}  # {tag} short {i}", None, 10) for i in range(24)]
-    slow = BatchJob(started + "import time\ntime.sleep(0.3)\n", f"assert True  # {tag} slow", None, 10)
+    slow = BatchJob(started + "time.sleep(0.3)\n", f"assert True  # {tag} slow", None, 10)
     for round_ in ("first", "again"):
         results = run_batch(short + [slow])
         assert all(r.passed for r in results), results
