@@ -184,40 +184,30 @@ def test_a_worker_slot_keeps_its_tests_directories_mounted_and_leaves_no_mounts_
     still_serving()
 
 
+CHANGES = {  # one way each to change what a test of the same slot could see next
+    "chmod /tmp": "os.chmod('/tmp', 0o700)",
+    "xattr /tmp": "os.setxattr('/tmp', 'user.leak', b'1')",
+    "xattr work dir": "os.setxattr('.', 'user.leak', b'1')",
+    "fifo in /dev/shm": "os.mkfifo('/dev/shm/leak')",
+    "chmod /dev/shm": "os.chmod('/dev/shm', 0o700)",
+    "chmod ptmx": "os.chmod('/dev/pts/ptmx', 0)",
+    "deep tree in /tmp": "os.makedirs('/tmp/' + '/'.join(['d'] * 300))",
+    "chmod work dir": "os.chmod('.', 0o777)",
+    "replace work dir": "here = os.getcwd(); os.chdir('/'); os.rmdir(here); os.symlink('/', here)",
+    "move work dir": "os.rename(os.getcwd(), '/tmp/moved')",
+    "file in work dir": "open('left-behind', 'w').close()",
+}
 CHANGER = """
 import os
-changed = []
-
-def attempt(name, action):
-    try:
-        action()
-        changed.append(name)
-    except OSError:
-        pass
-
-def replace_work_dir():
-    here = os.getcwd()
-    os.chdir("/")
-    os.rmdir(here)
-    os.symlink("/", here)
-
-attempt("chmod /tmp", lambda: os.chmod("/tmp", 0o700))
-attempt("xattr /tmp", lambda: os.setxattr("/tmp", "user.leak", b"1"))
-attempt("xattr work dir", lambda: os.setxattr(".", "user.leak", b"1"))
-attempt("fifo in /dev/shm", lambda: os.mkfifo("/dev/shm/leak"))
-attempt("chmod /dev/shm", lambda: os.chmod("/dev/shm", 0o700))
-attempt("chmod ptmx", lambda: os.chmod("/dev/pts/ptmx", 0))
-attempt("deep tree in /tmp", lambda: os.makedirs("/tmp/" + "/".join(["d"] * 300)))
-attempt("chmod work dir", lambda: os.chmod(".", 0o777))
-attempt("replace work dir", replace_work_dir)
-print(sorted(changed))
+{action}
+print("changed")
 """
 LOOKER = """
 import os, stat
 work = os.getcwd()
 seen = {
     "work dir": (stat.S_ISDIR(os.lstat(work).st_mode), oct(os.lstat(work).st_mode & 0o7777), os.listdir(".")),
-    "/tmp": (oct(os.stat("/tmp").st_mode & 0o7777), "d" in os.listdir("/tmp")),
+    "/tmp": (oct(os.stat("/tmp").st_mode & 0o7777), sorted(os.listdir("/tmp"))),
     "/dev/shm": (oct(os.stat("/dev/shm").st_mode & 0o7777), os.listdir("/dev/shm")),
     "ptmx": oct(os.stat("/dev/pts/ptmx").st_mode & 0o7777),
     "xattrs": os.listxattr("/tmp") + os.listxattr("."),
@@ -228,19 +218,23 @@ print(seen)
 
 
 @pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")
-def test_a_test_that_changes_its_directories_leaves_the_next_test_in_its_slot_the_defaults():
+def test_each_change_a_test_makes_to_its_directories_is_undone_before_the_next_test_in_its_slot():
     """One worker: the tests share a slot, one after another. Whatever a test did to /tmp, its work dir,
-    /dev/shm or /dev/pts, the next test finds them as the first test found them."""
-    results = run_batch([BatchJob(LOOKER, "assert True", None, 5), BatchJob(CHANGER, "assert True", None, 5),
-                         BatchJob(LOOKER, "assert True", None, 5)] * 2, workers=1)
-    assert all(r.passed for r in results), results
-    first, changes = results[0].stdout, results[1].stdout
-    for change in ("chmod /tmp", "fifo in /dev/shm", "chmod ptmx", "deep tree in /tmp", "replace work dir",
-                   "chmod work dir"):
-        assert change in changes, changes  # the changes were made: the lookers had something to find
+    /dev/shm or /dev/pts (one kind of change per test, so that no change is undone only because another was
+    seen), the next test finds them as the first test found them."""
+    jobs = [BatchJob(LOOKER, "assert True", None, 5)]
+    for action in CHANGES.values():
+        jobs += [BatchJob(CHANGER.format(action=action), "assert True", None, 5),
+                 BatchJob(LOOKER, "assert True", None, 5)]
+    results = run_batch(jobs, workers=1)
+    assert all(r.passed for r in results), [r for r in results if not r.passed]
+    first = results[0].stdout
     assert "'work dir': (True, '0o700', [])" in first and "'/dev/shm': ('0o1777', [])" in first, first
     assert "'ptmx': '0o666'" in first and "'xattrs': []" in first, first
-    assert [results[i].stdout for i in (2, 3, 5)] == [first, first, first], [r.stdout for r in results]
+    for number, change in enumerate(CHANGES):
+        changer, looker = results[1 + 2 * number], results[2 + 2 * number]
+        assert changer.stdout.strip() == "changed", (change, changer)  # the change was made: something to find
+        assert looker.stdout == first, (change, looker.stdout, first)
 
 
 @pytest.mark.skipif(not iso.current().pertest_namespaces, reason="no worker slots at this level")

@@ -393,8 +393,9 @@ class _TestDirs:
     changed (an entry, a mode, an extended attribute or ACL) is mounted afresh before the next test.
 
     Why not mount them all per test: mounting and unmounting five file systems cost a short test about a sixth
-    of its whole CPU time, and most tests write nothing; the check is a few system calls. What the check does
-    not restore (timestamps, inode numbers) only carries a covert channel, like timing (docs/THREAT_MODEL.md).
+    of its whole CPU time, and most tests write nothing; the check is one read of an inotify queue, and a few
+    system calls a directory when that queue holds anything. What the check does not restore (timestamps,
+    inode numbers) only carries a covert channel, like timing (docs/THREAT_MODEL.md).
     The empty /proc is mounted read-only: a test can change nothing in it."""
 
     def __init__(self, cfg: dict, kept: list) -> None:
@@ -408,6 +409,7 @@ class _TestDirs:
         self.baseline: dict[str, dict] = {}  # unit -> {directory it holds: how it looked when mounted}
         # Binding the kept interpreter dirs back goes through /proc/self/fd: /proc stays uncovered meanwhile.
         self.needs_proc = any(path.startswith("/tmp/") for path, _ in kept)
+        self.watch = _DirectoryWatch.open()  # None where inotify is unavailable: every check compares
 
     def prepare(self, size: int | None = None) -> bool:
         """Mount every unit afresh (at slot start, and when a test asks for another /tmp size)."""
@@ -423,7 +425,10 @@ class _TestDirs:
         return self.renew([unit for unit in self.units if unit in ("/tmp", self.workdir)])
 
     def check(self) -> list[str]:
-        """After a test: the units it left changed."""
+        """After a test: the units it left changed. No inotify event on any of their directories since the
+        last check means none changed (most tests); otherwise each is compared with how it looked."""
+        if self.watch is not None and self.watch.quiet():
+            return []
         return [unit for unit in self.units
                 if any(_looks(path) != seen for path, seen in self.baseline[unit].items())]
 
@@ -440,6 +445,8 @@ class _TestDirs:
             if done:
                 self.mounted.append(unit)
                 self.baseline[unit] = {path: _looks(path) for path in self._directories(unit)}
+                if self.watch is not None and not all(self.watch.add(path) for path in self.baseline[unit]):
+                    self.watch = None  # a directory it cannot watch: from now on every check compares
             ok &= done
         if "/proc" not in self.mounted:
             # No /proc at all: nothing to reopen (/proc/self/fd), read (/proc/self/mem) or look at.
@@ -480,6 +487,43 @@ class _TestDirs:
 
     def _is_kept(self, path: str) -> bool:
         return any(path == kept or path.startswith(kept + "/") for kept, _ in self.kept)
+
+
+class _DirectoryWatch:
+    """inotify on a worker slot's test directories: any change `_looks` can tell (an entry made, removed or
+    renamed; a mode, owner, extended attribute or ACL set; the directory itself gone) queues an event. It only
+    says whether anything happened: what changed, the full comparison decides. Events from the slot's own
+    remounts (watches of detached mounts ending) cost one comparison that finds nothing."""
+
+    MASK = 0x4 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | 0x02000000  # ATTRIB MOVED_FROM/TO CREATE DELETE
+    #                                                                       DELETE_SELF MOVE_SELF DONT_FOLLOW
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> "_DirectoryWatch | None":
+        try:
+            fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except AttributeError:  # a C library without inotify
+            return None
+        return cls(fd) if fd >= 0 else None
+
+    def add(self, path: str) -> bool:
+        return _libc.inotify_add_watch(self.fd, path.encode(), self.MASK) >= 0
+
+    def quiet(self) -> bool:
+        """True if no event came since the last call (the queue is emptied either way)."""
+        quiet = True
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return quiet
+            except BlockingIOError:
+                return quiet
+            except OSError:
+                return False
+            quiet = False
 
 
 def _looks(path: str) -> tuple | None:
