@@ -75,7 +75,8 @@ def test_pytest_style_test_classes_count_each_method():
 
 
 @pytest.mark.parametrize("tests", [
-    "import unittest\nclass TestAdd(unittest.TestCase):\n    def test_sum(self):\n        self.assertEqual(add(1, 2), 3)\n",
+    "import unittest\nclass TestAdd(unittest.IsolatedAsyncioTestCase):\n    async def test_sum(self):\n"
+    "        self.assertEqual(add(1, 2), 3)\n",
     "class TestAdd:\n    def __init__(self):\n        self.n = 3\n    def test_sum(self):\n        assert add(1, 2) == self.n\n",
 ])
 def test_test_classes_that_are_not_run_are_named_in_the_verdict(tests):
@@ -83,6 +84,95 @@ def test_test_classes_that_are_not_run_are_named_in_the_verdict(tests):
     assert result.status == "no_tests" and not result.passed, result
     [error] = result.errors
     assert error.kind == "NoTestsCollected" and "TestAdd" in error.message and "pytest-style" in error.message
+
+
+UNITTEST_CASES = """
+import unittest
+from unittest import TestCase
+
+class TestAdd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.base = 10
+
+    def setUp(self):
+        self.one = 1
+        self.addCleanup(print, "cleaned up", self._testMethodName)
+
+    def tearDown(self):
+        print("torn down", self._testMethodName)
+
+    def test_sum(self):
+        self.assertEqual(add(self.one, 2), 3)
+
+    def testCamelCase(self):
+        self.assertTrue(add(self.one, self.base) == 11)
+
+    def test_wrong(self):
+        self.assertEqual(add(2, 2), 5)
+
+    def test_raises(self):
+        with self.assertRaises(TypeError):
+            add(1, "a")
+
+    def test_subtests(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertEqual(add(i, 0), i)
+
+    def test_error(self):
+        raise KeyError("k")
+
+    def test_skips_itself(self):
+        self.skipTest("not today")
+
+    @unittest.skip("never")
+    def test_skipped(self):
+        self.fail("a skipped test ran")
+
+class TestMore(TestAdd):
+    def test_more(self):
+        self.assertIn(3, [add(1, 2)])
+
+class TestBrokenSetUp(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        raise RuntimeError("no fixture")
+
+    def test_never_runs(self):
+        pass
+
+if __name__ == "__main__":
+    unittest.main()
+"""
+
+
+def test_unittest_test_cases_run_method_by_method_as_unittest_runs_them():
+    result = run_python(ADD, UNITTEST_CASES)
+    outcomes = {t.id: t.status for t in result.tests}
+    own = {"test_sum": "passed", "testCamelCase": "passed", "test_wrong": "failed", "test_raises": "passed",
+           "test_subtests": "passed", "test_error": "error", "test_skips_itself": "error"}
+    expected = {f"TestAdd.{name}": status for name, status in own.items()}
+    expected.update({f"TestMore.{name}": status for name, status in own.items()}, **{
+        "TestMore.test_more": "passed", "TestBrokenSetUp.test_never_runs": "error"})
+    assert outcomes == expected, result
+    assert list(outcomes)[:7] == sorted(list(outcomes)[:7])  # unittest's order: sorted by name
+    messages = {t.id: t.message for t in result.tests}
+    assert "4 != 5" in messages["TestAdd.test_wrong"] and "KeyError" in messages["TestAdd.test_error"]
+    assert "not passed" in messages["TestAdd.test_skips_itself"]
+    assert "setUpClass RuntimeError" in messages["TestBrokenSetUp.test_never_runs"]
+    line = {t.id: t.line for t in result.tests}
+    assert UNITTEST_CASES.splitlines()[line["TestAdd.test_wrong"] - 1].strip() == "def test_wrong(self):"
+    assert result.status == "failed" and result.tests_passed == 9 and result.tests_total == 16
+    # Every method ran on a fresh instance with its tearDown and cleanups, after its class's setUpClass.
+    assert result.stdout.count("torn down") == 15 and result.stdout.count("cleaned up") == 15, result.stdout
+
+
+def test_a_unittest_file_that_passes_passes():
+    tests = ("import unittest\nclass TestAdd(unittest.TestCase):\n    def test_sum(self):\n"
+             "        self.assertEqual(add(1, 2), 3)\n        self.assertAlmostEqual(add(0.1, 0.2), 0.3)\n")
+    result = run_python(ADD, tests)
+    assert result.passed and result.status == "passed" and [t.id for t in result.tests] == ["TestAdd.test_sum"]
 
 
 @pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)"])

@@ -730,3 +730,64 @@ def test_a_killed_sandbox_fails_its_batch_without_hurting_the_server(monkeypatch
     assert all(not r.passed and r.status == "error" for r in results)
     monkeypatch.undo()
     still_serving()
+
+
+# unittest: its assert methods are library code the solution runs before the tests and could patch. Each attack
+# here tries to turn TestAdd.test_wrong (add(2, 2) == 5: false for an honest add) into a pass.
+UNITTEST_TESTS = """
+import unittest
+
+class TestAdd(unittest.TestCase):
+    def test_right(self):
+        self.assertEqual(add(1, 2), 3)
+
+    def test_wrong(self):
+        with self.subTest(case="two and two"):
+            self.assertEqual(add(2, 2), 5)
+"""
+UNITTEST_PATCHES = {
+    "assert method replaced": "import unittest\nunittest.TestCase.assertEqual = lambda *args, **kwargs: None\n",
+    "helper function of the module replaced": (
+        "import unittest.case\nunittest.case.TestCase._baseAssertEqual = lambda *args, **kwargs: None\n"
+        "unittest.case.TestCase._getAssertEqualityFunc = lambda *args: (lambda *a, **k: None)\n"),
+    "builtin shadowed in unittest's module": "import unittest.case\nunittest.case.isinstance = lambda *args: True\n",
+    "hook added to TestCase": (
+        "import unittest\n"
+        "def quiet(cls, **kwargs):\n"
+        "    cls.test_wrong = lambda self: None\n"
+        "unittest.TestCase.__init_subclass__ = classmethod(quiet)\n"),
+    "fake unittest module": (
+        "import sys, types\nfake = types.ModuleType('unittest')\n"
+        "class TestCase:\n"
+        "    def __init__(self, name='runTest'):\n        pass\n"
+        "    def __getattr__(self, name):\n        return lambda *args, **kwargs: None\n"
+        "fake.TestCase = TestCase\nsys.modules['unittest'] = fake\n"),
+    "context manager that swallows failures": (
+        "import contextlib\ncontextlib._GeneratorContextManager.__exit__ = lambda self, *exc: True\n"),
+    "test method replaced while a test runs": (
+        "_done = []\n"
+        "def add(a, b):\n"
+        "    if not _done:\n"
+        "        _done.append(1)\n"
+        "        globals()['TestAdd'].test_wrong = lambda self: None\n"
+        "    return a + b\n"),
+    "defaults of an assert method changed": (
+        "import unittest\nunittest.TestCase.assertAlmostEqual.__defaults__ = (None, None, 10.0)\n"),
+}
+
+
+@pytest.mark.parametrize("patch", UNITTEST_PATCHES.values(), ids=list(UNITTEST_PATCHES))
+def test_patching_unittest_never_turns_a_failing_test_into_a_pass(patch):
+    code = ("def add(a, b):\n    return a + b\n" if "def add" not in patch else "") + patch
+    result = run_python(code, UNITTEST_TESTS)
+    never_passed(result, "error", "failed")
+    statuses = {t.id: t.status for t in result.tests}
+    assert statuses.get("TestAdd.test_wrong") != "passed", result
+    still_serving()
+
+
+def test_a_solution_raising_skiptest_does_not_skip_its_way_to_a_pass():
+    code = "import unittest\ndef add(a, b):\n    if (a, b) == (2, 2):\n        raise unittest.SkipTest('hard')\n    return a + b\n"
+    result = run_python(code, UNITTEST_TESTS)
+    never_passed(result, "failed")
+    assert {t.id: t.status for t in result.tests} == {"TestAdd.test_right": "passed", "TestAdd.test_wrong": "error"}

@@ -589,7 +589,7 @@ def _apply_limits(limits: dict) -> None:
 _NONCE = os.urandom(8).hex()
 PH = {name: f"\x00roopik:{_NONCE}:{name}" for name in
       ("OK", "FAIL", "ERR", "TEND", "XERR", "SNAP", "FINAL", "EXIT", "EXEC", "SOL", "TESTS", "NS", "RET", "SENT",
-       "ENTRY", "NOENTRY", "TEST_FUNCTIONS", "ASSERT", "ASSERT_EQ")}
+       "ENTRY", "NOENTRY", "TEST_FUNCTIONS", "ASSERT", "ASSERT_EQ", "UCASE")}
 
 
 def _ph(name: str) -> ast.Constant:
@@ -710,6 +710,64 @@ def _collectable_test_class(node: ast.ClassDef) -> bool:
         return False
     methods = [item.name for item in node.body if isinstance(item, ast.FunctionDef)]
     return "__init__" not in methods and any(name.startswith("test_") for name in methods)
+
+
+def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[tuple[str, int]]]], bool]:
+    """The tests' unittest.TestCase subclasses (top level, any base a TestCase: `unittest.TestCase`, an imported
+    `TestCase`, or such a class of this file) with the test methods each runs in unittest's order (names
+    starting with "test", inherited from this file's bases too, sorted; each with its line); and whether the
+    tests import unittest.
+    Classes and methods under a plain @unittest.skip(...) are left out, as unittest skips them; async test
+    methods and IsolatedAsyncioTestCase are not collected (the caller lists those classes as not run)."""
+    modules, case_names, imports = set(), set(), False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "unittest" or alias.name.startswith("unittest."):
+                    imports = True
+                    if alias.name == "unittest" or alias.asname is None:
+                        modules.add(alias.asname or "unittest")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in ("unittest", "unittest.case"):
+            imports = True
+            case_names.update(a.asname or a.name for a in node.names if a.name == "TestCase")
+
+    def is_case(base: ast.expr, found: dict) -> bool:
+        if isinstance(base, ast.Name):
+            return base.id in case_names or base.id in found
+        if isinstance(base, ast.Attribute) and base.attr == "TestCase":
+            inner = base.value
+            if isinstance(inner, ast.Attribute) and inner.attr == "case":
+                inner = inner.value
+            return isinstance(inner, ast.Name) and inner.id in modules
+        return False
+
+    def skipped(node) -> bool:
+        return any(isinstance(d, ast.Call) and not d.keywords and len(d.args) <= 1 and (
+            (isinstance(d.func, ast.Attribute) and d.func.attr == "skip") or
+            (isinstance(d.func, ast.Name) and d.func.id == "skip")) for d in node.decorator_list)
+
+    found: dict[str, ast.ClassDef] = {}
+    collected = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or not any(is_case(base, found) for base in node.bases):
+            continue
+        found[node.name] = node
+        if skipped(node):
+            continue
+        names: dict[str, ast.AST | None] = {}
+        chain = [node]
+        while chain:  # this class first: its definitions override its bases'
+            klass = chain.pop(0)
+            for item in klass.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
+                    runs = isinstance(item, ast.FunctionDef) and not skipped(item)
+                    names.setdefault(item.name, item if runs else None)
+            chain.extend(found[base.id] for base in klass.bases if isinstance(base, ast.Name) and base.id in found)
+        runnable = sorted((name, item.lineno) for name, item in names.items() if item is not None)
+        if runnable and not any(isinstance(item, ast.AsyncFunctionDef) and item.name.startswith("test")
+                                for item in node.body):
+            collected.append((node, runnable))
+    return collected, imports
 
 
 def _bound_names(tree: ast.Module) -> set[str]:
@@ -1003,6 +1061,7 @@ class CompiledTests:
         # tamper checks compare.
         self.prepared_flow = None
         self.fixed_deps: tuple = ()
+        self.size_checks: tuple = ()
         self.module_checks: tuple = ()
         self.own_names: tuple = ()
         if source:
@@ -1015,9 +1074,11 @@ class CompiledTests:
                 isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test")
                 for item in node.body)]
             collected = [node for node in classes if _collectable_test_class(node)]
-            self.uncollected = tuple(node.name for node in classes if node not in collected)
+            cases, imports_unittest = _unittest_classes(tree)
+            self.uncollected = tuple(node.name for node in classes if node not in collected
+                                     and all(node is not case for case, _ in cases))
             try:
-                if collected:
+                if collected or cases:
                     raise _FastPathUnsuitable("test classes")
                 rewritten, self.tests, imports = _fast_rewrite(source, tree)
                 self.code = compile(rewritten, TESTS_FILE, "exec", dont_inherit=True)
@@ -1029,6 +1090,7 @@ class CompiledTests:
             except _FastPathUnsuitable:
                 self.tests, self.code = [], None
             self.deps = _dependencies(tree)
+            self.deps["unittest"] = bool(cases) and imports_unittest
             rewriter = _AssertRewriter(source)
             tree = rewriter.visit(tree)
             self.tests = [{**a, "kind": "assert"} for a in rewriter.asserts]
@@ -1051,6 +1113,19 @@ class CompiledTests:
                         runner = ast.parse(f"def __roopik_test_{index}():\n    {node.name}().{item.name}()\n").body[0]
                         for part in ast.walk(runner):
                             ast.copy_location(part, item)
+                        tree.body.append(runner)
+                        self.test_functions.append(runner.name)
+            if self.deps["unittest"]:
+                for node, names in cases:  # unittest's way: setUpClass, then per method setUp, it, tearDown
+                    for number, (name, line) in enumerate(names):
+                        index = len(self.tests)
+                        test_id = f"{node.name}.{name}"
+                        self.tests.append({"id": test_id, "line": line, "source": test_id, "kind": "function"})
+                        runner = ast.parse(f"def __roopik_test_{index}():\n    pass\n").body[0]
+                        runner.body = [_call("UCASE", ast.Constant(index), ast.Name(node.name, ast.Load()),
+                                             ast.Constant(name), ast.Constant(number == len(names) - 1))]
+                        for part in ast.walk(runner):
+                            ast.copy_location(part, node)
                         tree.body.append(runner)
                         self.test_functions.append(runner.name)
             self.code = compile(tree, TESTS_FILE, "exec", dont_inherit=True)
@@ -1111,6 +1186,53 @@ _BLOCKED_IMPORTS = ("_testcapi", "_testinternalcapi", "_testbuffer", "_testmulti
                     "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz", "_ctypes_test", "_testclinic")
 
 
+# What unittest's assert methods, setUp/tearDown machinery and context managers (assertRaises, assertWarns,
+# assertLogs, subTest) run on their way to a pass, beyond builtins: the code could patch any of it first.
+_UNITTEST_GUARDED = ("unittest", "unittest.case", "unittest.util", "unittest._log", "contextlib", "collections",
+                     "warnings", "logging", "re", "re._compiler", "re._parser", "re._casefix", "re._constants")
+_UNITTEST: dict = {}
+
+
+class _FramesKept:
+    """unittest.case's `traceback`, in the sandbox: assertRaises clears the frames of the traceback it caught,
+    which means reading tb_frame, refused to all code under test. A test process is short-lived: they stay."""
+
+    @staticmethod
+    def clear_frames(tb) -> None:
+        return None
+
+
+def _load_unittest() -> dict:
+    """Import unittest here, the first time tests need it (a worker slot, or the fork server where it forks the
+    tests itself), before any code under test exists; and record it as it is: each guarded module in
+    sys.modules and its namespace, each class it defines and that class's attributes. The harness checks all of
+    it before recording a pass. (Costs a worker slot ~2 MB, and so each of its later forks a little.)"""
+    if not _UNITTEST:
+        import unittest
+        import unittest._log  # noqa: F401 - assertLogs imports it when first used: it must be this one
+        unittest.case.traceback = _FramesKept
+        own = _FramesKept.__dict__
+        fixed = [(own, key, value) for key, value in own.items()]
+        sizes, modules = [(own, len(own), frozenset(own), False)], []
+        for name in _UNITTEST_GUARDED:
+            module = sys.modules.get(name)
+            if module is None:
+                continue
+            modules.append(module)
+            namespace = vars(module)
+            fixed.append((sys.modules, name, module))
+            fixed.extend((namespace, key, value) for key, value in namespace.items())
+            sizes.append((namespace, len(namespace), frozenset(namespace), True))
+            for value in list(namespace.values()):
+                if isinstance(value, type) and value.__module__ == name:
+                    attributes = value.__dict__
+                    fixed.extend((attributes, key, item) for key, item in attributes.items())
+                    sizes.append((attributes, len(attributes), frozenset(attributes), False))
+        _UNITTEST.update(TestCase=unittest.TestCase, SkipTest=unittest.SkipTest, modules=tuple(modules),
+                         fixed=tuple(fixed), sizes=tuple(sizes))
+    return _UNITTEST
+
+
 class Harness:
     """The helpers the rewritten tests call, and the audit hook: built once per fork server (not per test).
 
@@ -1119,7 +1241,7 @@ class Harness:
     get the helpers substituted in once (`prepare`), so a test process only fills in its solution."""
 
     def __init__(self, flat: bool) -> None:
-        self.static, self.bind, self.hook = _build_harness(flat)
+        self.static, self.bind, self.hook, self.use_unittest = _build_harness(flat)
 
     def prepare(self, tests: "CompiledTests") -> None:
         """Substitute the helpers into the tests and the flow (fork server side, once per distinct tests)."""
@@ -1134,6 +1256,11 @@ class Harness:
             module, pristine = PRISTINE_MODULES[module_name]
             if attr in pristine:
                 fixed.append((module.__dict__, attr, pristine[attr]))
+        if tests.deps.get("unittest"):
+            loaded = _load_unittest()
+            self.use_unittest(loaded)
+            fixed.extend(loaded["fixed"])
+            tests.size_checks = loaded["sizes"]
         tests.fixed_deps = tuple(fixed)
         tests.module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in tests.deps["top_level"])
         tests.own_names = tuple(tests.deps["own"])
@@ -1174,17 +1301,20 @@ def _build_harness(flat: bool):
     solution_file, tests_file, sig_block, sig_setmask = SOLUTION_FILE, TESTS_FILE, signal.SIG_BLOCK, signal.SIG_SETMASK
     assertion_error, syntax_error = AssertionError, SyntaxError
     value_error, import_error, permission_error, runtime_error = ValueError, ImportError, PermissionError, RuntimeError
+    type_error, getattr_ = TypeError, getattr
     frame_attrs, blocked_events, blocked_imports = _FRAME_ATTRS, _BLOCKED_EVENTS, _BLOCKED_IMPORTS
+    defaults_attrs = ("__defaults__", "__kwdefaults__")
+    method_types = (type(_build_harness), staticmethod, classmethod)
     # Functions whose code must not be replaced: the tests' and the solution's (in `namespace`), this module's
     # and those of every module already loaded here (the tests may call them). A library the code imports
     # itself may rewrite its own functions (asyncio does, through types.coroutine).
     function_type, id_ = type(_build_harness), id
-    protected_globals = frozenset([id(globals())] + [id(vars(m)) for m in list(sys.modules.values())
-                                                     if getattr(m, "__dict__", None) is not None])
+    protected_globals = set([id(globals())] + [id(vars(m)) for m in list(sys.modules.values())
+                                               if getattr(m, "__dict__", None) is not None])
     entry_message = ""
     bool_, float_, complex_, bytes_, list_, tuple_, dict_, set_, frozenset_ = (
         bool, float, complex, bytes, list, tuple, dict, set, frozenset)
-    none_type, inf, unique_marker, all_ = type(None), float("inf"), object(), all
+    none_type, inf, unique_marker, all_, any_, len_ = type(None), float("inf"), object(), all, any, len
     plain_scalars = frozenset({int, float, complex, str, bytes, bool, type(None)})
     plain_containers = frozenset({list, tuple, dict, set, frozenset})
 
@@ -1199,9 +1329,13 @@ def _build_harness(flat: bool):
     namespace: dict = solution_module.__dict__
     modules = sys.modules
     fixed_deps: tuple = ()
+    size_checks: tuple = ()
     module_checks: tuple = ()
     own_names: tuple = ()
     snapshot: list = []
+    # unittest, once the preparing process has loaded it (_load_unittest): its SkipTest and TestCase.
+    unittest_types: dict = {}
+    class_setups: dict = {}  # test class -> None (set up) or the error record its setUpClass raised
     ret_marker = BaseException("return")
     tampered = [None]
     full_builtins = PRISTINE_BUILTIN_ITEMS
@@ -1286,6 +1420,12 @@ def _build_harness(flat: bool):
         for mapping, name, value in snapshot:
             if mapping.get(name, missing) is not value:
                 return False
+        for mapping, size, names, is_module in size_checks:
+            if len_(mapping) != size:
+                # A class that gained an attribute may now override what it inherited. A module may gain
+                # attributes (a submodule imported): only a name that shadows a builtin changes its code.
+                if not is_module or any_(name not in names and name in builtins_dict for name in mapping):
+                    return False
         return True
 
     def tamper(what: str) -> None:
@@ -1406,6 +1546,59 @@ def _build_harness(flat: bool):
         payload = b"[" + encode_json(kind).encode() + b", " + encode_json(message).encode() + b"]"
         emit(b"F" if failed else b"E", index, payload)
 
+    def run_case(index: int, cls, name: str, last: bool) -> None:
+        """A unittest test method, as unittest runs it: the class set up once (setUpClass), then setUp, the
+        method, tearDown and the cleanups on a fresh instance; torn down (tearDownClass) after its last.
+        Passed only if all of that returned. A test skipped while it runs (skipTest, SkipTest) is not passed."""
+        setup = class_setups.get(cls, missing)
+        if setup is missing:
+            setup = None
+            try:
+                if not issubclass_(cls, unittest_types["TestCase"]):
+                    raise type_error("not a unittest.TestCase: its unittest module was replaced")
+                cls.setUpClass()
+            except:
+                kind, message, _ = describe(tests_file, False)
+                setup = b"[" + encode_json("setUpClass " + kind).encode() + b", " + encode_json(message).encode() + b"]"
+            class_setups[cls] = setup
+        if setup is not None:
+            if not sent[index] & 2:
+                sent[index] |= 2
+                emit(b"E", index, setup)
+            return
+        try:
+            case = cls(name)
+            case.setUp()
+            try:
+                getattr_(case, name)()
+            finally:
+                try:
+                    case.tearDown()
+                finally:
+                    if case.doCleanups() is False:
+                        raise runtime_error("a cleanup function (addCleanup) failed")
+        except:
+            etype, value, _ = exc_info()
+            if isinstance_(etype, type_) and issubclass_(etype, unittest_types["SkipTest"]):
+                if not sent[index] & 2:
+                    sent[index] |= 2
+                    emit(b"E", index, b'["Skipped", ' + enc(f"skipped while running, so not passed: {text_of(value)}")
+                         + b"]")
+            else:
+                test_end(index)
+        else:
+            ok(index)
+        if last:
+            try:
+                cls.tearDownClass()
+            except:
+                err(index)
+
+    def use_unittest(loaded: dict) -> None:
+        """In the preparing process, before any test: unittest's types, and its code protected like ours."""
+        unittest_types.update(TestCase=loaded["TestCase"], SkipTest=loaded["SkipTest"])
+        protected_globals.update(id(vars(module)) for module in loaded["modules"])
+
     def xerr(phase: str) -> None:
         filename = solution_file if phase == "solution" else tests_file
         kind, message, line = describe(filename, True)
@@ -1426,6 +1619,10 @@ def _build_harness(flat: bool):
             value = namespace.get(name, missing)
             if value is not missing:
                 snapshot.append((namespace, name, value))
+                if type_(value) is type_:  # a test class: its methods (class attributes may change, as data)
+                    attributes = value.__dict__
+                    snapshot.extend((attributes, key, item) for key, item in attributes.items()
+                                    if type_(item) in method_types)
 
     def final() -> None:
         for stream in (stdout, stderr):
@@ -1445,17 +1642,19 @@ def _build_harness(flat: bool):
     static = {PH["ASSERT"]: check_assert, PH["ASSERT_EQ"]: check_equal,
               PH["OK"]: ok, PH["FAIL"]: fail, PH["ERR"]: err, PH["TEND"]: test_end, PH["XERR"]: xerr,
               PH["SNAP"]: snap, PH["FINAL"]: final, PH["EXIT"]: exit_, PH["EXEC"]: exec, PH["NS"]: namespace,
-              PH["RET"]: ret_marker, PH["SENT"]: _AssertFailed, PH["NOENTRY"]: no_entry}
+              PH["RET"]: ret_marker, PH["SENT"]: _AssertFailed, PH["NOENTRY"]: no_entry, PH["UCASE"]: run_case}
 
     def bind(job: "Job") -> bytes:
         """In the test process, before any of its code runs: this job's state, and a fresh key."""
-        nonlocal prefix, owner, sent, fixed_deps, module_checks, own_names, entry_message, builtins_version
+        nonlocal prefix, owner, sent, fixed_deps, size_checks, module_checks, own_names, entry_message
+        nonlocal builtins_version
         key = os.urandom(16).hex().encode()
         prefix = key + b"|"
         owner = getpid()
         sent = bytearray(len(job.tests))
         compiled = job.compiled
         fixed_deps, module_checks, own_names = compiled.fixed_deps, compiled.module_checks, compiled.own_names
+        size_checks = compiled.size_checks
         entry_message = f"entry point {job.entry_point!r} is not defined by the code"
         namespace.clear()
         namespace.update({"__name__": "solution", "__builtins__": builtins_module})
@@ -1487,6 +1686,12 @@ def _build_harness(flat: bool):
                 if (type_(target) is not function_type or target.__globals__ is namespace
                         or id_(target.__globals__) in protected_globals):
                     raise value_error("replacing __code__ is not allowed in this sandbox")
+            elif args[1] in defaults_attrs:  # a default changed makes another function (assertAlmostEqual's delta)
+                target = args[0]
+                if type_(target) is function_type and (target.__globals__ is namespace
+                                                       or id_(target.__globals__) in protected_globals):
+                    raise value_error(f"replacing {args[1]} of the tests', the solution's or a library's "
+                                      "functions is not allowed in this sandbox")
         elif event == "import":
             if args[0] in blocked_imports:
                 raise import_error(f"{args[0]} is not available in this sandbox")
@@ -1495,7 +1700,7 @@ def _build_harness(flat: bool):
             if type_(path) is str_ and path.startswith("/proc"):
                 raise permission_error(f"{path}: /proc is not available in this sandbox")
 
-    return static, bind, hook
+    return static, bind, hook, use_unittest
 
 
 def _substitute(code, mapping: dict, deep: bool = True):
@@ -1726,8 +1931,9 @@ class Run:
             uncollected = spec.tests.uncollected if spec.tests is not None else ()
             if uncollected and not errors:
                 message = (f"no tests collected: these test classes are not run ({', '.join(uncollected)}): only "
-                           "pytest-style classes are (named Test..., no base class, no __init__, test_* methods); "
-                           "or write top-level test_* functions, plain asserts or def check(candidate)")
+                           "unittest.TestCase subclasses (no async test methods) and pytest-style classes are (named "
+                           "Test..., no base class, no __init__, test_* methods); or write top-level test_* "
+                           "functions, plain asserts or def check(candidate)")
                 return verdict("no_tests", [{"kind": "NoTestsCollected", "message": message}], message)
             return verdict("no_tests" if not errors else "error", errors, self.first_failure)
         all_passed = all(t["status"] == "passed" for t in tests)
