@@ -1061,7 +1061,6 @@ class CompiledTests:
         # tamper checks compare.
         self.prepared_flow = None
         self.fixed_deps: tuple = ()
-        self.size_checks: tuple = ()
         self.module_checks: tuple = ()
         self.own_names: tuple = ()
         if source:
@@ -1203,10 +1202,11 @@ class _FramesKept:
 
 
 def _load_unittest() -> dict:
-    """Import unittest here, the first time tests need it (a worker slot, or the fork server where it forks the
-    tests itself), before any code under test exists; and record it as it is: each guarded module in
-    sys.modules and its namespace, each class it defines and that class's attributes. The harness checks all of
-    it before recording a pass. (Costs a worker slot ~2 MB, and so each of its later forks a little.)"""
+    """Import unittest in the test process whose tests use it, before any code under test exists, and record it
+    as it is: each guarded module in sys.modules and its namespace, each class it defines and that class's
+    attributes. The harness checks all of it before recording a pass. Not preloaded in worker slots: its ~3 MB
+    made every later test of a slot about a third slower (forking and exiting a bigger process); importing it
+    costs a unittest test ~25 ms instead."""
     if not _UNITTEST:
         import unittest
         import unittest._log  # noqa: F401 - assertLogs imports it when first used: it must be this one
@@ -1256,11 +1256,6 @@ class Harness:
             module, pristine = PRISTINE_MODULES[module_name]
             if attr in pristine:
                 fixed.append((module.__dict__, attr, pristine[attr]))
-        if tests.deps.get("unittest"):
-            loaded = _load_unittest()
-            self.use_unittest(loaded)
-            fixed.extend(loaded["fixed"])
-            tests.size_checks = loaded["sizes"]
         tests.fixed_deps = tuple(fixed)
         tests.module_checks = tuple((alias, PRISTINE_MODULES[name][0]) for alias, name in tests.deps["top_level"])
         tests.own_names = tuple(tests.deps["own"])
@@ -1268,6 +1263,8 @@ class Harness:
 
     def run(self, job: "Job") -> None:
         """In the test process: bind the job, send the key, arm the audit hook, run the flow. Never returns."""
+        if job.compiled.deps.get("unittest"):  # here, not in the slot: see _load_unittest
+            self.use_unittest(_load_unittest())
         key = self.bind(job)
         entry = job.entry_point if job.entry_point is not None else "\x00no entry point"
         # The solution and entry point are constants of the flow's own (top-level) code only.
@@ -1329,6 +1326,7 @@ def _build_harness(flat: bool):
     namespace: dict = solution_module.__dict__
     modules = sys.modules
     fixed_deps: tuple = ()
+    fixed_deps_extra: tuple = ()  # unittest's, where the tests use it
     size_checks: tuple = ()
     module_checks: tuple = ()
     own_names: tuple = ()
@@ -1411,6 +1409,9 @@ def _build_harness(flat: bool):
         if namespace.get("__builtins__", missing) is not builtins_module:
             return False
         for mapping, name, value in fixed_deps:
+            if mapping.get(name, missing) is not value:
+                return False
+        for mapping, name, value in fixed_deps_extra:
             if mapping.get(name, missing) is not value:
                 return False
         for alias, module in module_checks:  # absent before the tests' own import statement ran
@@ -1595,9 +1596,12 @@ def _build_harness(flat: bool):
                 err(index)
 
     def use_unittest(loaded: dict) -> None:
-        """In the preparing process, before any test: unittest's types, and its code protected like ours."""
+        """In the test process, before its code exists: unittest's types, its code protected like ours, and
+        what it runs checked with the tests' own dependencies before each pass."""
+        nonlocal fixed_deps_extra, size_checks
         unittest_types.update(TestCase=loaded["TestCase"], SkipTest=loaded["SkipTest"])
         protected_globals.update(id(vars(module)) for module in loaded["modules"])
+        fixed_deps_extra, size_checks = loaded["fixed"], loaded["sizes"]
 
     def xerr(phase: str) -> None:
         filename = solution_file if phase == "solution" else tests_file
@@ -1646,15 +1650,13 @@ def _build_harness(flat: bool):
 
     def bind(job: "Job") -> bytes:
         """In the test process, before any of its code runs: this job's state, and a fresh key."""
-        nonlocal prefix, owner, sent, fixed_deps, size_checks, module_checks, own_names, entry_message
-        nonlocal builtins_version
+        nonlocal prefix, owner, sent, fixed_deps, module_checks, own_names, entry_message, builtins_version
         key = os.urandom(16).hex().encode()
         prefix = key + b"|"
         owner = getpid()
         sent = bytearray(len(job.tests))
         compiled = job.compiled
         fixed_deps, module_checks, own_names = compiled.fixed_deps, compiled.module_checks, compiled.own_names
-        size_checks = compiled.size_checks
         entry_message = f"entry point {job.entry_point!r} is not defined by the code"
         namespace.clear()
         namespace.update({"__name__": "solution", "__builtins__": builtins_module})
