@@ -168,11 +168,35 @@ def test_unittest_test_cases_run_method_by_method_as_unittest_runs_them():
     assert result.stdout.count("torn down") == 15 and result.stdout.count("cleaned up") == 15, result.stdout
 
 
-def test_a_unittest_file_that_passes_passes():
-    tests = ("import unittest\nclass TestAdd(unittest.TestCase):\n    def test_sum(self):\n"
-             "        self.assertEqual(add(1, 2), 3)\n        self.assertAlmostEqual(add(0.1, 0.2), 0.3)\n")
-    result = run_python(ADD, tests)
-    assert result.passed and result.status == "passed" and [t.id for t in result.tests] == ["TestAdd.test_sum"]
+UNITTEST_PASSING = """
+import logging, unittest, warnings
+from unittest import mock
+
+class TestAdd(unittest.TestCase):
+    def test_sum(self):
+        self.assertEqual(add(1, 2), 3)
+        self.assertAlmostEqual(add(0.1, 0.2), 0.3)
+        self.assertCountEqual([add(1, 1), add(0, 1)], [1, 2])
+        self.assertRegex(str(add(20, 22)), r"^4[0-9]$")
+
+    def test_warns_and_logs(self):
+        with self.assertWarns(UserWarning):
+            warnings.warn("careful")
+        with self.assertLogs("app", level="INFO") as logs:
+            logging.getLogger("app").info("sum %d", add(1, 2))
+        self.assertEqual(logs.output, ["INFO:app:sum 3"])
+
+    def test_mock(self):
+        spy = mock.Mock(side_effect=add)
+        self.assertEqual(spy(2, 3), 5)
+        spy.assert_called_once_with(2, 3)
+"""
+
+
+def test_a_unittest_file_that_passes_passes_warnings_logs_and_mocks_included():
+    result = run_python(ADD, UNITTEST_PASSING)
+    assert result.passed and result.status == "passed", result
+    assert [t.id for t in result.tests] == ["TestAdd.test_mock", "TestAdd.test_sum", "TestAdd.test_warns_and_logs"]
 
 
 @pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)"])

@@ -791,3 +791,15 @@ def test_a_solution_raising_skiptest_does_not_skip_its_way_to_a_pass():
     result = run_python(code, UNITTEST_TESTS)
     never_passed(result, "failed")
     assert {t.id: t.status for t in result.tests} == {"TestAdd.test_right": "passed", "TestAdd.test_wrong": "error"}
+
+
+def test_patching_unittest_mock_never_fakes_a_call_the_tests_expect():
+    tests = ("import unittest\nfrom unittest import mock\n\nclass TestNotify(unittest.TestCase):\n"
+             "    def test_notifies(self):\n        hook = mock.Mock()\n        notify(hook)\n"
+             "        hook.assert_called_once_with('done')\n")
+    lazy = "def notify(hook):\n    pass\n"
+    honest = run_python(lazy, tests)
+    assert honest.status == "failed" and honest.tests[0].status == "failed", honest
+    patch = ("import unittest.mock\n"
+             "unittest.mock.NonCallableMock.assert_called_once_with = lambda *args, **kwargs: None\n")
+    never_passed(run_python(patch + lazy, tests), "error")

@@ -712,11 +712,11 @@ def _collectable_test_class(node: ast.ClassDef) -> bool:
     return "__init__" not in methods and any(name.startswith("test_") for name in methods)
 
 
-def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[tuple[str, int]]]], bool]:
+def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[tuple[str, int]]]], bool | str]:
     """The tests' unittest.TestCase subclasses (top level, any base a TestCase: `unittest.TestCase`, an imported
     `TestCase`, or such a class of this file) with the test methods each runs in unittest's order (names
     starting with "test", inherited from this file's bases too, sorted; each with its line); and whether the
-    tests import unittest.
+    tests import unittest ("mock" if unittest.mock too).
     Classes and methods under a plain @unittest.skip(...) are left out, as unittest skips them; async test
     methods and IsolatedAsyncioTestCase are not collected (the caller lists those classes as not run)."""
     modules, case_names, imports = set(), set(), False
@@ -724,12 +724,14 @@ def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[t
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "unittest" or alias.name.startswith("unittest."):
-                    imports = True
+                    imports = "mock" if alias.name == "unittest.mock" or imports == "mock" else True
                     if alias.name == "unittest" or alias.asname is None:
                         modules.add(alias.asname or "unittest")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in ("unittest", "unittest.case"):
-            imports = True
-            case_names.update(a.asname or a.name for a in node.names if a.name == "TestCase")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("unittest"):
+            mock = node.module == "unittest.mock" or any(a.name == "mock" for a in node.names)
+            imports = "mock" if mock or imports == "mock" else True
+            if node.module in ("unittest", "unittest.case"):
+                case_names.update(a.asname or a.name for a in node.names if a.name == "TestCase")
 
     def is_case(base: ast.expr, found: dict) -> bool:
         if isinstance(base, ast.Name):
@@ -1089,7 +1091,7 @@ class CompiledTests:
             except _FastPathUnsuitable:
                 self.tests, self.code = [], None
             self.deps = _dependencies(tree)
-            self.deps["unittest"] = bool(cases) and imports_unittest
+            self.deps["unittest"] = imports_unittest if cases else False
             rewriter = _AssertRewriter(source)
             tree = rewriter.visit(tree)
             self.tests = [{**a, "kind": "assert"} for a in rewriter.asserts]
@@ -1201,20 +1203,22 @@ class _FramesKept:
         return None
 
 
-def _load_unittest() -> dict:
+def _load_unittest(mock: bool = False) -> dict:
     """Import unittest in the test process whose tests use it, before any code under test exists, and record it
     as it is: each guarded module in sys.modules and its namespace, each class it defines and that class's
     attributes. The harness checks all of it before recording a pass. Not preloaded in worker slots: its ~3 MB
     made every later test of a slot about a third slower (forking and exiting a bigger process); importing it
-    costs a unittest test ~25 ms instead."""
+    costs a unittest test ~25 ms instead. With `mock`, unittest.mock too (the tests' mocks assert calls)."""
     if not _UNITTEST:
         import unittest
         import unittest._log  # noqa: F401 - assertLogs imports it when first used: it must be this one
+        if mock:
+            import unittest.mock  # noqa: F401
         unittest.case.traceback = _FramesKept
         own = _FramesKept.__dict__
         fixed = [(own, key, value) for key, value in own.items()]
         sizes, modules = [(own, len(own), frozenset(own), False)], []
-        for name in _UNITTEST_GUARDED:
+        for name in _UNITTEST_GUARDED + (("unittest.mock",) if mock else ()):
             module = sys.modules.get(name)
             if module is None:
                 continue
@@ -1264,7 +1268,7 @@ class Harness:
     def run(self, job: "Job") -> None:
         """In the test process: bind the job, send the key, arm the audit hook, run the flow. Never returns."""
         if job.compiled.deps.get("unittest"):  # here, not in the slot: see _load_unittest
-            self.use_unittest(_load_unittest())
+            self.use_unittest(_load_unittest(mock=job.compiled.deps["unittest"] == "mock"))
         key = self.bind(job)
         entry = job.entry_point if job.entry_point is not None else "\x00no entry point"
         # The solution and entry point are constants of the flow's own (top-level) code only.
