@@ -48,8 +48,8 @@ class CaptureFeedbackInput(BaseModel):
     tests: str | None = Field(
         None,
         description="Python tests: HumanEval style `def check(candidate)` (give `entry_point`), plain "
-        "`assert` statements, `test_*` functions, or pytest-style `class Test...` (no base class): each assert, "
-        "test_* function and test method counts once. unittest.TestCase classes are not run.",
+        "`assert` statements, `test_*` functions, pytest-style `class Test...` (no base class), or "
+        "unittest.TestCase classes: each assert, test_* function and test method counts once.",
     )
     entry_point: str | None = Field(None, description="Name of the function `check(candidate)` receives.")
     timeout_s: float = Field(10.0, gt=0, le=300, description="Wall-clock limit for the whole run, seconds.")

@@ -126,8 +126,8 @@ def build_server(store: Store | None = None) -> MCPServer:
     _tool(server, "capture_feedback", CaptureFeedbackInput, CaptureFeedbackOutput,
           "Run generated code in the sandbox and record the outcome as an episode. Python code runs against "
           "`tests` (HumanEval `check(candidate)` with `entry_point`, plain asserts, test_* functions, or "
-          "pytest-style `class Test...` methods; each assert counts separately). Returns episode_id, status (passed/failed/error/timeout/build_error/"
-          "no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
+          "pytest-style `class Test...` or unittest.TestCase methods; each assert counts separately). Returns "
+          "episode_id, status (passed/failed/error/timeout/build_error/no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
           _hints("Run code and record feedback"),
           lambda r: episodes.capture_feedback(app.store, r))
     _tool(server, "judge_output", JudgeOutputInput, JudgeOutputOutput,

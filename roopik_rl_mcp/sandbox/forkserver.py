@@ -719,17 +719,17 @@ def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[t
     tests import unittest ("mock" if unittest.mock too).
     Classes and methods under a plain @unittest.skip(...) are left out, as unittest skips them; async test
     methods and IsolatedAsyncioTestCase are not collected (the caller lists those classes as not run)."""
-    modules, case_names, imports = set(), set(), False
+    modules, case_names, imports, mock = set(), set(), False, False
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "unittest" or alias.name.startswith("unittest."):
-                    imports = "mock" if alias.name == "unittest.mock" or imports == "mock" else True
+                    imports, mock = True, mock or alias.name == "unittest.mock"
                     if alias.name == "unittest" or alias.asname is None:
                         modules.add(alias.asname or "unittest")
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("unittest"):
-            mock = node.module == "unittest.mock" or any(a.name == "mock" for a in node.names)
-            imports = "mock" if mock or imports == "mock" else True
+            imports = True
+            mock = mock or node.module == "unittest.mock" or any(a.name == "mock" for a in node.names)
             if node.module in ("unittest", "unittest.case"):
                 case_names.update(a.asname or a.name for a in node.names if a.name == "TestCase")
 
@@ -769,7 +769,7 @@ def _unittest_classes(tree: ast.Module) -> tuple[list[tuple[ast.ClassDef, list[t
         if runnable and not any(isinstance(item, ast.AsyncFunctionDef) and item.name.startswith("test")
                                 for item in node.body):
             collected.append((node, runnable))
-    return collected, imports
+    return collected, "mock" if mock else imports
 
 
 def _bound_names(tree: ast.Module) -> set[str]:
