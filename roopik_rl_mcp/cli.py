@@ -1,4 +1,4 @@
-"""Command line: serve (stdio or HTTP), demo, doctor, eval-samples."""
+"""Command line: serve (stdio or HTTP), demo, doctor, eval-samples, backup, restore."""
 
 from __future__ import annotations
 
@@ -81,6 +81,22 @@ def eval_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from roopik_rl_mcp import backup as backups
+
+    try:
+        if args.restore:
+            print(backups.restore(Path(args.path)))
+        else:
+            print(backups.backup(Path(args.path), force=args.force))
+    except backups.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="roopik-rl-mcp", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -102,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--workers", type=int, default=None, help="tests run at once (default: cores + 1)")
     p.set_defaults(func=eval_samples)
+    p = commands.add_parser("backup", help="copy the database consistently, even while servers run")
+    p.add_argument("path", help="destination file (or a directory: a time-stamped name is chosen in it)")
+    p.add_argument("--force", action="store_true", help="replace an existing destination file")
+    p.set_defaults(func=backup, restore=False)
+    p = commands.add_parser("restore", help="replace the database with a checked backup (the old one is kept)")
+    p.add_argument("path", help="a file written by `roopik-rl-mcp backup`")
+    p.set_defaults(func=backup, restore=True, force=False)
     args = parser.parse_args(argv)
     if not args.command:
         args = parser.parse_args(["serve", *(argv or [])])

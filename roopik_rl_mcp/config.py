@@ -17,17 +17,6 @@ MAX_CODE_BYTES = 1_000_000
 """Code, tests and preference texts above this size are refused (1 MB)."""
 
 
-def missing_model_path(name: str | None) -> bool:
-    """True for a model name that looks like a local path (not a hub id `org/name`) but does not exist.
-
-    Checked before any heavy import, so a typo fails at once and names the path.
-    """
-    if name is None or name == "tiny":
-        return False
-    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
-    return looks_local and not Path(name).expanduser().exists()
-
-
 def data_home() -> Path:
     """The one directory holding the database, artifacts, jobs, models and logs."""
     home = Path(os.environ.get("ROOPIK_RL_HOME") or Path.home() / ".roopik-rl").expanduser()

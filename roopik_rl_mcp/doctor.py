@@ -55,6 +55,10 @@ def report() -> tuple[str, bool]:
     store = Store(home.db)
     lines.append(f"data        {home.home} (schema v{store.schema_version()}, "
                  f"{store.count('episodes')} episodes, {store.count('preferences')} pairs, {store.count('jobs')} jobs)")
+    integrity = store.integrity_check()
+    ok &= integrity == ["ok"]
+    lines.append("            database integrity ok" if integrity == ["ok"] else
+                 f"            DATABASE DAMAGED: {'; '.join(integrity[:5])} (restore a backup: roopik-rl-mcp restore FILE)")
     lines.append(f"tiny model  {'built' if (home.tiny_model / 'config.json').is_file() else 'built on first use'} "
                  f"at {home.tiny_model}")
     lines.append(f"judge       {'LLM endpoint configured' if llm.configured() else 'offline (set ROOPIK_JUDGE_BASE_URL for an LLM judge)'}")

@@ -84,3 +84,15 @@ def get_episode(store: Store, episode_id: str, field: str = "episode_id") -> dic
     if episode is None:
         raise NotFound(field, episode_id, "episode")
     return episode
+
+
+def episode_view(episode: dict, judgments: list[dict]) -> dict:
+    """A stored episode as clients read it: the same names and types as the tools use.
+
+    `tests` is the test code (as in capture_feedback's input), `test_outcomes` what each test did,
+    `passed` a boolean (SQLite stores 0/1).
+    """
+    view = {key: value for key, value in episode.items() if key not in ("tests", "test_code", "task_key")}
+    view.update(passed=bool(episode["passed"]), tests=episode.get("test_code"),
+                test_outcomes=episode.get("tests") or [], judgments=judgments)
+    return view

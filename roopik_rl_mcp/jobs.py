@@ -1,10 +1,15 @@
 """Background jobs (training, evaluation) as detached subprocesses that outlive the server.
 
 Each job has a directory with `config.json`, `progress.jsonl` (JSON lines the job appends: start, log,
-message, end), `log.txt` (its stdout and stderr) and its outputs. The database row is the index; the
-files are the truth about progress, so a restarted server picks up where it left off: it re-reads the
-progress file and checks whether the recorded pid (with its start time, against pid reuse) still lives.
-At most `ROOPIK_RL_MAX_JOBS` (default 1) run at once; the rest wait as `queued`.
+message, end), `log.txt` (its stdout and stderr) and its outputs. The database row is the index, so a
+restarted server picks up where it left off. A job's state follows its process, not its files: while the
+recorded pid (with its start time, against pid reuse) lives, the job is running whatever the progress
+file says; once it has exited, it succeeded only if it left its final summary (`training_summary.json`
+or `result.json`). The progress file gives steps and metrics, never the verdict.
+
+A job writes into `output.partial/`; only on success is that renamed to `output/` (published), so a
+cancelled or failed job leaves nothing that looks like an adapter or a result. At most
+`ROOPIK_RL_MAX_JOBS` (default 1) run at once; the rest wait as `queued`.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from typing import Any
 import psutil
 
 from roopik_rl_mcp.config import REPO_ROOT, paths
-from roopik_rl_mcp.errors import NotFound
+from roopik_rl_mcp.errors import NotFound, UserError
 from roopik_rl_mcp.schemas import JobStatusOutput
 from roopik_rl_mcp.store import Store, new_id
 
 ACTIVE = ("queued", "running")
 LOG_TAIL_LINES = 40
 STARTING_GRACE_S = 30.0
+FINAL_SUMMARIES = ("result.json", "training_summary.json")
+"""Written by a job as its very last step: their presence after exit is what success means."""
+STAGING_DIR = "output.partial"
+PUBLISHED_DIR = "output"
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
@@ -71,6 +80,13 @@ def _alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
+def discard_output(job: dict) -> None:
+    """A job that did not succeed keeps its log and config, and nothing that could pass for a result."""
+    for folder in {Path(job["config"]["output_dir"]), Path(job["output_dir"])}:
+        if folder.is_dir() and folder.resolve().is_relative_to(Path(job["job_dir"]).resolve()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class JobManager:
     """Starts, watches and cancels job subprocesses; every state change goes to the store."""
 
@@ -86,9 +102,10 @@ class JobManager:
         """Create the job dir and row; `prepare(job_dir)` may add config (e.g. exported data paths)."""
         job_id = new_id(kind)
         job_dir = paths().jobs / job_id
-        output_dir = job_dir / "output"
-        output_dir.mkdir(parents=True)
-        config = {**config, "job_id": job_id, "output_dir": str(output_dir),
+        output_dir = job_dir / PUBLISHED_DIR  # appears only when the job succeeds
+        staging_dir = job_dir / STAGING_DIR
+        staging_dir.mkdir(parents=True)
+        config = {**config, "job_id": job_id, "output_dir": str(staging_dir),
                   "progress_path": str(job_dir / "progress.jsonl"), "tiny_model_path": str(paths().tiny_model)}
         if prepare:
             try:
@@ -152,46 +169,75 @@ class JobManager:
         if job["pid"] is None and time.time() - (job["started_at"] or 0) < STARTING_GRACE_S:
             return  # claimed a moment ago, by this or another server process; its pid is on the way
         events = read_progress(Path(job["config"]["progress_path"]))
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = self._progress(events)
+        child = self._children.get(job["id"])
+        exited = child.poll() is not None if child else not _alive(job["pid"], job["pid_started"])
+        if not exited:
+            if changes:
+                self.store.update("jobs", job["id"], changes)
+            return
+        end = next((e for e in reversed(events) if e.get("event") == "end"), None)
+        summary = self._final_summary(job)
+        if summary is not None:
+            metrics = {**(changes.get("last_metrics") or job.get("last_metrics") or {}),
+                       **{k: v for k, v in ((end or {}).get("metrics") or summary.get("metrics") or {}).items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+            changes.update(status="succeeded", error=None, result=summary, last_metrics=metrics,
+                           finished_at=(end or {}).get("time") or time.time())
+        else:
+            code = child.returncode if child else None
+            reported = (end or {}).get("error") if (end or {}).get("status") == "failed" else None
+            changes.update(status="failed", finished_at=time.time(), error=reported or (
+                f"the job exited{f' with code {code}' if code is not None else ''} without writing its final summary"))
+        if self._finish(job, changes) and changes["status"] == "succeeded" and job["kind"] == "evaluation":
+            self.store.insert("evaluations", {"id": new_id("ev"), "job_id": job["id"],
+                                              "benchmark": job["config"].get("benchmark"), "result": summary})
+        self._children.pop(job["id"], None)
+
+    @staticmethod
+    def _progress(events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Step, max_steps and the latest metrics from the progress events (display only)."""
         logs = [e for e in events if e.get("event") == "log"]
         starts = [e for e in events if e.get("event") == "start"]
         if logs:
-            changes.update(step=logs[-1].get("step"), max_steps=logs[-1].get("max_steps"),
-                           last_metrics=logs[-1].get("metrics") or {})
-        elif starts and starts[-1].get("max_steps"):
-            changes.update(step=0, max_steps=starts[-1]["max_steps"])
-        end = next((e for e in reversed(events) if e.get("event") == "end"), None)
-        child = self._children.get(job["id"])
-        exited = child.poll() is not None if child else not _alive(job["pid"], job["pid_started"])
-        if end and (exited or end.get("status") == "succeeded"):
-            changes.update(status=end.get("status", "failed"), error=end.get("error"), finished_at=end.get("time"),
-                           result=self._result(job, end))
-            if end.get("metrics"):
-                changes["last_metrics"] = {**(changes.get("last_metrics") or job.get("last_metrics") or {}),
-                                           **{k: v for k, v in end["metrics"].items() if isinstance(v, (int, float))}}
-        elif exited:
-            code = child.returncode if child else None
-            changes.update(status="failed", finished_at=time.time(),
-                           error=f"the job exited{f' with code {code}' if code is not None else ''} without reporting an end")
-        if changes:
-            self.store.update("jobs", job["id"], changes)
-        if changes.get("status") == "succeeded" and job["kind"] == "evaluation":
-            self.store.insert("evaluations", {"id": new_id("ev"), "job_id": job["id"],
-                                              "benchmark": job["config"].get("benchmark"), "result": changes["result"]})
-        if exited:
-            self._children.pop(job["id"], None)
+            return dict(step=logs[-1].get("step"), max_steps=logs[-1].get("max_steps"),
+                        last_metrics=logs[-1].get("metrics") or {})
+        if starts and starts[-1].get("max_steps"):
+            return dict(step=0, max_steps=starts[-1]["max_steps"])
+        return {}
 
     @staticmethod
-    def _result(job: dict, end: dict) -> dict | None:
-        """The job's result file (evaluation results, training summary), if it wrote one."""
-        for name in ("result.json", "training_summary.json"):
-            path = Path(job["output_dir"]) / name
-            if path.is_file():
-                try:
-                    return json.loads(path.read_text())
-                except ValueError:
-                    return None
+    def _final_summary(job: dict) -> dict | None:
+        """The summary the job wrote as its last step (in staging, or already published), if any."""
+        for folder in (Path(job["config"]["output_dir"]), Path(job["output_dir"])):
+            for name in FINAL_SUMMARIES:
+                path = folder / name
+                if path.is_file():
+                    try:
+                        data = json.loads(path.read_text())
+                    except ValueError:
+                        return None
+                    return data if isinstance(data, dict) else None
         return None
+
+    def _finish(self, job: dict, changes: dict[str, Any]) -> bool:
+        """Record the end of a running job and publish or discard its output, in one step.
+
+        The row changes only if the job is still `running` (a cancel from another server may have won);
+        the staging dir is renamed to `output/` inside the same write transaction, so a job is never
+        `succeeded` without its output nor `cancelled` with one.
+        """
+        staging, published = Path(job["config"]["output_dir"]), Path(job["output_dir"])
+        with self.store.transaction() as db:
+            current = db.execute("select status from jobs where id = ?", [job["id"]]).fetchone()
+            if not current or current[0] != "running":
+                return False
+            db["jobs"].update(job["id"], self.store._encode("jobs", changes))
+            if changes["status"] == "succeeded" and staging != published and staging.is_dir():
+                os.replace(staging, published)
+        if changes["status"] != "succeeded":
+            discard_output(job)
+        return True
 
     # -- reading and cancelling -------------------------------------------------------------------------
     def get(self, job_id: str) -> dict:
@@ -213,11 +259,33 @@ class JobManager:
         if job["status"] in ACTIVE:
             if job["status"] == "running" and _alive(job["pid"], job["pid_started"]):
                 self._terminate(job)
-            self.store.update("jobs", job_id, {"status": "cancelled", "finished_at": time.time(),
-                                               "error": "cancelled by request"})
+            with self.store.transaction() as db:  # only if no server recorded its end meanwhile
+                db.execute("update jobs set status = 'cancelled', finished_at = ?, error = ? "
+                           "where id = ? and status in ('queued', 'running')",
+                           [time.time(), "cancelled by request", job_id])
+            job = self.store.get("jobs", job_id)
+            if job["status"] == "cancelled":
+                discard_output(job)
             self._children.pop(job_id, None)
             self.refresh_all()
         return self.describe(self.store.get("jobs", job_id))
+
+    def check_usable_output(self, path: str | None, field: str) -> None:
+        """A model or adapter inside the jobs directory must be the published output of a succeeded job."""
+        if not path:
+            return
+        jobs_root = Path(os.path.realpath(paths().jobs))
+        target = Path(os.path.realpath(Path(path).expanduser()))
+        if not target.is_relative_to(jobs_root) or target == jobs_root:
+            return
+        job_id = target.relative_to(jobs_root).parts[0]
+        job = self.store.get("jobs", job_id)
+        if job is None or job["status"] != "succeeded":
+            state = job["status"] if job else "unknown"
+            raise UserError(field, f"{path} belongs to job {job_id!r}, which is {state}; only a succeeded job's "
+                                   "output can be used")
+        if not target.is_relative_to(Path(os.path.realpath(job["output_dir"]))):
+            raise UserError(field, f"{path} is not inside job {job_id!r}'s published output {job['output_dir']}")
 
     def _terminate(self, job: dict, grace_s: float = 5.0) -> None:
         try:

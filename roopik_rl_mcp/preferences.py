@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from roopik_rl_mcp.client_paths import check_writable, export_target, write_atomically
 from roopik_rl_mcp.config import paths
 from roopik_rl_mcp.episodes import get_episode
 from roopik_rl_mcp.errors import UserError
@@ -128,33 +129,40 @@ def log_preference(store: Store, request: LogPreferenceInput) -> LogPreferenceOu
 def export_preferences(store: Store, request: ExportPreferencesInput) -> ExportPreferencesOutput:
     """Writes `prompt, chosen, rejected` JSONL (what TRL's DPOTrainer reads) and a manifest beside it.
 
-    Pairs with no known margin (explicit pairs given without rewards) are a direct preference and are
-    always included.
+    The client's path is confined (see client_paths); pairs with no known margin (explicit pairs given
+    without rewards) are a direct preference and are always included.
     """
     if request.path:
-        target = Path(request.path).expanduser()
-        if target.is_dir():
-            raise UserError("path", f"{target} is a directory; give a file path ending in .jsonl")
-        if not target.parent.is_dir():
-            raise UserError("path", f"directory {target.parent} does not exist")
+        target = export_target(request.path)
     else:
         target = paths().exports / f"preferences-{time.strftime('%Y%m%d-%H%M%S')}-{new_id('x')[2:]}.jsonl"
+    manifest_path = manifest_path_for(target)
+    for path in (target, manifest_path):
+        check_writable(path, request.overwrite)
+    return write_export(store, target, request.min_margin, overwrite=request.overwrite)
+
+
+def manifest_path_for(target: Path) -> Path:
+    return target.with_name(target.stem + ".manifest.json")
+
+
+def write_export(store: Store, target: Path, min_margin: float, overwrite: bool = False) -> ExportPreferencesOutput:
+    """The export itself, to a path the caller has already vetted (a client's, or a job's own directory)."""
     rows = store.rows("preferences")
-    kept = [r for r in rows if r["margin"] is None or r["margin"] >= request.min_margin]
-    with open(target, "w", encoding="utf-8") as handle:
-        for row in kept:
-            handle.write(json.dumps({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}) + "\n")
-    manifest_path = target.with_name(target.stem + ".manifest.json")
+    kept = [r for r in rows if r["margin"] is None or r["margin"] >= min_margin]
+    lines = (json.dumps({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}) + "\n" for r in kept)
+    write_atomically(target, lines, overwrite)
+    manifest_path = manifest_path_for(target)
     manifest = {
         "path": str(target),
         "n_pairs": len(kept),
         "skipped_below_margin": len(rows) - len(kept),
-        "filters": {"min_margin": request.min_margin},
+        "filters": {"min_margin": min_margin},
         "sources": {s: sum(r["source"] == s for r in kept) for s in ("explicit", "episodes", "auto")},
         "pair_ids": [r["id"] for r in kept],
         "format": "TRL preference JSONL: prompt, chosen, rejected",
         "created_at": time.time(),
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    write_atomically(manifest_path, [json.dumps(manifest, indent=2)], overwrite=True)
     return ExportPreferencesOutput(path=str(target), manifest_path=str(manifest_path), n_pairs=len(kept),
                                    skipped_below_margin=len(rows) - len(kept))

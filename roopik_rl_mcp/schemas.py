@@ -6,9 +6,10 @@ validation it gets and the service's arguments are the same thing.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roopik_rl_mcp.config import MAX_CODE_BYTES
 from roopik_rl_mcp.sandbox.models import ExecError, Status
@@ -18,20 +19,55 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Literal["dpo", "evaluation"]
 
 
+MAX_TASK_CHARS = 100_000
+"""A task or prompt: HumanEval prompts are ~0.5 KB, a long UI brief a few KB; 100 KB is far beyond both."""
+MAX_LABEL_CHARS = 200
+"""Model names, session ids, run names."""
+MAX_ID_CHARS = 100
+MAX_PATH_CHARS = 4096
+MAX_METADATA_BYTES = 64_000
+"""metadata as JSON: enough for any annotation, not for a second copy of the code."""
+
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+ClientPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+
+
+class ToolModel(BaseModel):
+    """Every tool's input and output: NaN and Infinity are refused (strict JSON parsers reject them)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
 def _max_bytes(value: str | None, field: str) -> str | None:
     if value is not None and len(value.encode("utf-8", errors="replace")) > MAX_CODE_BYTES:
-        raise ValueError(f"{field} is larger than {MAX_CODE_BYTES // 1_000_000} MB")
+        raise ValueError(f"{field} is larger than the limit of {MAX_CODE_BYTES // 1_000_000} MB")
     return value
 
 
-class Weights(BaseModel):
-    """Reward weights; the defaults are the plan's formula. They are normalised to sum to 1."""
+def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """JSON-encodable, finite numbers only, at most MAX_METADATA_BYTES once encoded."""
+    if value is None:
+        return None
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("contains NaN or Infinity; only finite numbers can be stored") from None
+    except TypeError as exc:
+        raise ValueError(f"is not JSON-encodable ({exc})") from None
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise ValueError(f"is {len(encoded.encode()):,} bytes as JSON; the limit is {MAX_METADATA_BYTES:,}")
+    return value
 
-    compiled: float = Field(0.3, ge=0)
-    error_rate: float = Field(0.2, ge=0, description="Weight of (1 - error_rate).")
-    functionality: float = Field(0.2, ge=0)
-    quality: float = Field(0.15, ge=0)
-    prompt_match: float = Field(0.15, ge=0)
+
+class Weights(ToolModel):
+    """Reward weights (defaults 0.3/0.2/0.2/0.15/0.15). They are normalised to sum to 1."""
+
+    compiled: float = Field(0.3, ge=0, le=1000, description="Weight of 1 when the code compiled (built), else 0.")
+    error_rate: float = Field(0.2, ge=0, le=1000, description="Weight of (1 - error_rate), the share of tests passed.")
+    functionality: float = Field(0.2, ge=0, le=1000, description="Weight of the judge's functionality score / 10.")
+    quality: float = Field(0.15, ge=0, le=1000, description="Weight of the judge's quality score / 10.")
+    prompt_match: float = Field(0.15, ge=0, le=1000, description="Weight of the judge's prompt-match score / 10.")
 
     @model_validator(mode="after")
     def _positive_total(self) -> Weights:
@@ -41,8 +77,8 @@ class Weights(BaseModel):
 
 
 # -- capture_feedback --------------------------------------------------------------------------------
-class CaptureFeedbackInput(BaseModel):
-    task: str = Field(min_length=1, description="The task or prompt the code was written for.")
+class CaptureFeedbackInput(ToolModel):
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="The task or prompt the code was written for.")
     code: str = Field(min_length=1, description="The generated code to run (at most 1 MB).")
     language: Language = Field("python", description="python runs against `tests`; tsx/jsx/html are UI code.")
     tests: str | None = Field(
@@ -53,9 +89,10 @@ class CaptureFeedbackInput(BaseModel):
     )
     entry_point: str | None = Field(None, description="Name of the function `check(candidate)` receives.")
     timeout_s: float = Field(10.0, gt=0, le=300, description="Wall-clock limit for the whole run, seconds.")
-    model: str | None = Field(None, description="Which model produced the code (free text, for filtering).")
-    session_id: str | None = Field(None, description="Groups episodes of one agent session.")
-    metadata: dict[str, Any] | None = Field(None, description="Anything else to keep with the episode.")
+    model: Label | None = Field(None, description="Which model produced the code (free text, for filtering).")
+    session_id: Label | None = Field(None, description="Groups episodes of one agent session.")
+    metadata: dict[str, Any] | None = Field(None, description="Anything else to keep with the episode (JSON, at most 64 KB).")
+
 
     @field_validator("code")
     @classmethod
@@ -67,8 +104,13 @@ class CaptureFeedbackInput(BaseModel):
     def _tests_size(cls, value: str | None) -> str | None:
         return _max_bytes(value, "tests")
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_metadata(value)
 
-class CaptureFeedbackOutput(BaseModel):
+
+class CaptureFeedbackOutput(ToolModel):
     episode_id: str
     status: Status
     passed: bool = Field(description="True only when every test ran and passed.")
@@ -83,22 +125,22 @@ class CaptureFeedbackOutput(BaseModel):
 
 
 # -- judge_output ------------------------------------------------------------------------------------
-class JudgeOutputInput(BaseModel):
-    episode_id: str = Field(min_length=1, description="An id returned by capture_feedback.")
+class JudgeOutputInput(ToolModel):
+    episode_id: Identifier = Field(description="An id returned by capture_feedback.")
     judge: Literal["auto", "offline", "llm"] = Field(
         "auto", description="auto: the LLM judge when an endpoint is configured, else the offline judge."
     )
-    model: str | None = Field(None, description="Judge model name for the LLM judge (overrides the configured one).")
-    weights: Weights | None = Field(None, description="Reward weights; defaults to the plan's formula.")
+    model: Label | None = Field(None, description="Judge model name for the LLM judge (overrides the configured one).")
+    weights: Weights | None = Field(None, description="Reward weights; omitted: 0.3/0.2/0.2/0.15/0.15.")
 
 
-class Scores(BaseModel):
+class Scores(ToolModel):
     functionality: float = Field(ge=0, le=10)
     quality: float = Field(ge=0, le=10)
     prompt_match: float = Field(ge=0, le=10)
 
 
-class JudgeOutputOutput(BaseModel):
+class JudgeOutputOutput(ToolModel):
     judgment_id: str
     episode_id: str
     judge: str
@@ -110,17 +152,18 @@ class JudgeOutputOutput(BaseModel):
 
 
 # -- log_preference / export_preferences ----------------------------------------------------------------
-class LogPreferenceInput(BaseModel):
+class LogPreferenceInput(ToolModel):
     prompt: str | None = Field(None, description="Explicit pair: the prompt.")
     chosen: str | None = Field(None, description="Explicit pair: the preferred response.")
     rejected: str | None = Field(None, description="Explicit pair: the worse response.")
-    chosen_reward: float | None = None
-    rejected_reward: float | None = None
-    chosen_episode_id: str | None = Field(None, description="Pair from two episodes: the better one.")
-    rejected_episode_id: str | None = Field(None, description="Pair from two episodes: the worse one.")
+    chosen_reward: float | None = Field(None, ge=0, le=1, description="Explicit pair: reward of the preferred "
+                                        "response, on judge_output's 0-1 scale (with rejected_reward it sets the margin).")
+    rejected_reward: float | None = Field(None, ge=0, le=1, description="Explicit pair: reward of the worse response (0-1).")
+    chosen_episode_id: Identifier | None = Field(None, description="Pair from two episodes: the better one.")
+    rejected_episode_id: Identifier | None = Field(None, description="Pair from two episodes: the worse one.")
     auto: bool = Field(False, description="Build pairs from judged episodes of the same task.")
     min_margin: float = Field(0.1, ge=0, le=1, description="auto: smallest reward difference worth a pair.")
-    task: str | None = Field(None, description="auto: only episodes of this task.")
+    task: str | None = Field(None, max_length=MAX_TASK_CHARS, description="auto: only episodes of this task.")
 
     @model_validator(mode="after")
     def _one_mode(self) -> LogPreferenceInput:
@@ -145,7 +188,7 @@ class LogPreferenceInput(BaseModel):
         return self
 
 
-class SkippedPair(BaseModel):
+class SkippedPair(ToolModel):
     reason: str
     chosen_episode_id: str | None = None
     rejected_episode_id: str | None = None
@@ -153,18 +196,22 @@ class SkippedPair(BaseModel):
     margin: float | None = None
 
 
-class LogPreferenceOutput(BaseModel):
+class LogPreferenceOutput(ToolModel):
     created: list[str] = Field(description="Ids of the pairs stored by this call.")
     skipped: list[SkippedPair] = Field(description="Pairs not stored, and why.")
     total_pairs: int = Field(description="Pairs stored in all.")
 
 
-class ExportPreferencesInput(BaseModel):
-    path: str | None = Field(None, description="Where to write the JSONL; default: <data dir>/exports/.")
+class ExportPreferencesInput(ToolModel):
+    path: ClientPath | None = Field(
+        None, description="File name ending in .jsonl: a bare name or a relative path lands in the data dir's exports/; "
+        "an absolute path must lie there or in a directory listed in ROOPIK_RL_EXPORT_DIRS. Omitted: a new "
+        "time-stamped file in exports/.")
     min_margin: float = Field(0.0, ge=0, le=1, description="Only pairs whose reward margin is at least this.")
+    overwrite: bool = Field(False, description="Replace an existing export of the same name (and its manifest).")
 
 
-class ExportPreferencesOutput(BaseModel):
+class ExportPreferencesOutput(ToolModel):
     path: str
     manifest_path: str
     n_pairs: int
@@ -172,8 +219,8 @@ class ExportPreferencesOutput(BaseModel):
 
 
 # -- jobs ----------------------------------------------------------------------------------------------
-class StartDpoInput(BaseModel):
-    base_model: str | None = Field(
+class StartDpoInput(ToolModel):
+    base_model: ClientPath | None = Field(
         None, description="Hub id or local path of the model to fine-tune; omitted: a tiny built-in model."
     )
     min_margin: float = Field(0.0, ge=0, le=1, description="Train only on pairs with at least this margin.")
@@ -185,10 +232,10 @@ class StartDpoInput(BaseModel):
     epochs: float = Field(3.0, gt=0, le=100)
     batch_size: int = Field(2, ge=1, le=512)
     max_length: int = Field(512, ge=16, le=32_768)
-    name: str | None = Field(None, max_length=100, description="A label for the run.")
+    name: Label | None = Field(None, description="A label for the run.")
 
 
-class StartJobOutput(BaseModel):
+class StartJobOutput(ToolModel):
     job_id: str
     kind: JobKind
     status: JobState
@@ -196,11 +243,11 @@ class StartJobOutput(BaseModel):
     n_pairs: int | None = None
 
 
-class JobIdInput(BaseModel):
-    job_id: str = Field(min_length=1)
+class JobIdInput(ToolModel):
+    job_id: Identifier = Field(description="An id returned by start_dpo or evaluate_checkpoint (see list_jobs).")
 
 
-class JobStatusOutput(BaseModel):
+class JobStatusOutput(ToolModel):
     job_id: str
     kind: JobKind
     name: str | None
@@ -218,26 +265,26 @@ class JobStatusOutput(BaseModel):
     result: dict[str, Any] | None = Field(None, description="Evaluation results or training summary, when done.")
 
 
-class ListJobsOutput(BaseModel):
+class ListJobsOutput(ToolModel):
     jobs: list[JobStatusOutput]
 
 
-class EmptyInput(BaseModel):
+class EmptyInput(ToolModel):
     pass
 
 
 # -- evaluate_checkpoint ---------------------------------------------------------------------------------
-class EvaluateCheckpointInput(BaseModel):
-    model: str | None = Field(
+class EvaluateCheckpointInput(ToolModel):
+    model: ClientPath | None = Field(
         None, description="Base model (hub id/path) or LoRA adapter dir (has adapter_config.json); omitted: tiny model."
     )
-    base_model: str | None = Field(
+    base_model: ClientPath | None = Field(
         None, description="Base to compare an adapter against; default: the adapter's own base_model_name_or_path."
     )
-    benchmark: str = Field("humaneval", description="'humaneval' (164 tasks) or a path to a JSONL of tasks.")
+    benchmark: ClientPath = Field("humaneval", description="'humaneval' (164 tasks) or a path to a JSONL of tasks.")
     limit: int | None = Field(None, ge=1, le=10_000, description="Only the first N tasks.")
     n_samples: int = Field(1, ge=1, le=200, description="Completions per task.")
-    k: list[int] = Field(default_factory=lambda: [1], description="pass@k values to report (each <= n_samples).")
+    k: list[int] = Field(default_factory=lambda: [1], max_length=20, description="pass@k values to report (each <= n_samples).")
     temperature: float = Field(0.0, ge=0, le=2)
     max_new_tokens: int = Field(256, ge=1, le=4096)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
@@ -178,15 +178,20 @@ def build_server(store: Store | None = None) -> MCPServer:
     @server.resource("episodes://{episode_id}", name="episode", mime_type="application/json",
                      description="A stored episode: task, code, execution outcome and its judgments.")
     def episode_resource(episode_id: str) -> str:
-        episode = episodes.get_episode(app.store, episode_id)
-        episode["judgments"] = app.store.rows("judgments", "episode_id = ?", [episode_id])
-        return json.dumps(episode, indent=2)
+        episode = app.store.get("episodes", episode_id)
+        if episode is None:
+            raise ResourceNotFoundError(f"no episode with id {episode_id!r}")
+        view = episodes.episode_view(episode, app.store.rows("judgments", "episode_id = ?", [episode_id]))
+        return json.dumps(view, indent=2, allow_nan=False)
 
     @server.resource("jobs://{job_id}", name="job", mime_type="application/json",
                      description="A training or evaluation job with its config, progress and result.")
     def job_resource(job_id: str) -> str:
-        job = app.jobs.get(job_id)
-        return json.dumps({**app.jobs.describe(job).model_dump(), "config": job["config"]}, indent=2)
+        try:
+            job = app.jobs.get(job_id)
+        except UserError:
+            raise ResourceNotFoundError(f"no job with id {job_id!r}") from None
+        return json.dumps({**app.jobs.describe(job).model_dump(), "config": job["config"]}, indent=2, allow_nan=False)
 
     @server.resource("stats://summary", name="summary", mime_type="application/json",
                      description="Counts of episodes, judgments, preference pairs, jobs and evaluations.")

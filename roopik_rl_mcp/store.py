@@ -183,7 +183,7 @@ class Store:
         out = dict(row)
         for column in JSON_COLUMNS.get(table, ()):
             if column in out and out[column] is not None and not isinstance(out[column], str):
-                out[column] = json.dumps(out[column])
+                out[column] = json.dumps(out[column], allow_nan=False)  # NaN would make the row unreadable JSON
         return out
 
     @staticmethod
@@ -212,6 +212,21 @@ class Store:
             cursor = self.db.execute(sql)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- safety ----------------------------------------------------------------------------------------
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check of the whole file: ["ok"] when sound, else what is broken."""
+        with self._lock:
+            return [row[0] for row in self.db.execute("PRAGMA integrity_check").fetchall()]
+
+    def backup(self, destination: Path | str) -> None:
+        """A consistent copy through SQLite's online backup API, safe while servers keep writing."""
+        target = sqlite3.connect(str(destination))
+        try:
+            with self._lock:
+                self.db.conn.backup(target)
+        finally:
+            target.close()
 
     def close(self) -> None:
         with self._lock:

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roopik_rl_mcp.config import missing_model_path, python_executable, trainers_dir
+from roopik_rl_mcp.config import python_executable, trainers_dir
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.jobs import JobManager
-from roopik_rl_mcp.preferences import export_preferences
-from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput
+from roopik_rl_mcp.model_refs import check_model_reference
+from roopik_rl_mcp.preferences import write_export
+from roopik_rl_mcp.schemas import StartDpoInput, StartJobOutput
 
 MIN_PAIRS = 1
 
 
-def check_model_reference(value: str | None, field: str) -> None:
-    """A path-looking model must exist; a hub id (`org/name`) is passed on for from_pretrained."""
-    if missing_model_path(value):
-        raise UserError(field, f"model path {value!r} does not exist")
-
-
 def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
     check_model_reference(request.base_model, "base_model")
+    jobs.check_usable_output(request.base_model, "base_model")
     exported: dict = {}
 
     def prepare(job_dir: Path) -> dict:
-        export = export_preferences(jobs.store, ExportPreferencesInput(
-            path=str(job_dir / "pairs.jsonl"), min_margin=request.min_margin))
+        export = write_export(jobs.store, job_dir / "pairs.jsonl", request.min_margin)
         if export.n_pairs < MIN_PAIRS:
             raise UserError("min_margin", f"no preference pairs to train on (0 pairs with margin >= {request.min_margin}); "
                                           "log some with log_preference first")

@@ -75,13 +75,14 @@ async def test_log_preference_explicit_episode_and_auto_pairs(client, store, tmp
     assert any(s["reason"].startswith("duplicate") for s in auto["skipped"])
     assert auto["total_pairs"] == store.count("preferences") >= 3
 
-    export = await call(client, "export_preferences", path=str(tmp_path / "pairs.jsonl"), min_margin=0.0)
+    export = await call(client, "export_preferences", path="pairs.jsonl", min_margin=0.0)
     rows = [json.loads(line) for line in open(export["path"])]
     assert len(rows) == export["n_pairs"] == store.count("preferences")
     assert all(set(row) == {"prompt", "chosen", "rejected"} for row in rows)
     manifest = json.loads(open(export["manifest_path"]).read())
     assert manifest["n_pairs"] == len(rows) and manifest["filters"] == {"min_margin": 0.0}
-    strict = await call(client, "export_preferences", path=str(tmp_path / "strict.jsonl"), min_margin=0.99)
+    strict = await call(client, "export_preferences", path="runs/strict.jsonl", min_margin=0.99)
+    assert strict["path"].endswith("/exports/runs/strict.jsonl")
     assert strict["skipped_below_margin"] >= 1
 
 
@@ -93,7 +94,7 @@ async def test_ui_language_gets_a_clear_error(client, store):
 BAD_INPUTS = [
     ("capture_feedback", {"task": "t"}, "code"),
     ("capture_feedback", {"task": "t", "code": 5}, "code"),
-    ("capture_feedback", {"task": "t", "code": "x" * 1_000_001}, "code is larger than 1 MB"),
+    ("capture_feedback", {"task": "t", "code": "x" * 1_000_001}, "code is larger than the limit of 1 MB"),
     ("capture_feedback", {"task": "t", "code": "pass", "timeout_s": -1}, "timeout_s"),
     ("capture_feedback", {"task": "t", "code": "def a(): pass\ndef b(): pass\n", "tests": "def check(c):\n    assert c()\n"}, "entry_point"),
     ("judge_output", {"episode_id": "ep_missing"}, "episode_id: no episode"),
@@ -103,8 +104,8 @@ BAD_INPUTS = [
     ("log_preference", {"prompt": "p", "chosen": "a", "rejected": "a"}, "identical"),
     ("log_preference", {"chosen_episode_id": "ep_x", "rejected_episode_id": "ep_y"}, "chosen_episode_id: no episode"),
     ("log_preference", {}, "exactly one of"),
-    ("log_preference", {"prompt": "p", "chosen": "x" * 1_000_001, "rejected": "b"}, "chosen is larger than 1 MB"),
-    ("export_preferences", {"path": "/nonexistent-dir/x.jsonl"}, "path: directory"),
+    ("log_preference", {"prompt": "p", "chosen": "x" * 1_000_001, "rejected": "b"}, "chosen is larger than the limit of 1 MB"),
+    ("export_preferences", {"path": "/nonexistent-dir/x.jsonl"}, "outside the allowed places"),
     ("start_dpo", {"base_model": "/no/such/model"}, "base_model: model path"),
     ("start_dpo", {"lora_r": "eight"}, "lora_r"),
     ("evaluate_checkpoint", {"model": "/no/such/adapter"}, "model: model path"),

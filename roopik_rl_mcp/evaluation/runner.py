@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `trainers` is a top-level package next to `roopik_rl_mcp`
     sys.path.insert(0, str(REPO_ROOT))
 
-from roopik_rl_mcp.config import missing_model_path  # noqa: E402
+from roopik_rl_mcp.model_refs import check_model_reference  # noqa: E402
 from roopik_rl_mcp.evaluation.metrics import aggregate_pass_at_k  # noqa: E402
 from roopik_rl_mcp.evaluation.tasks import Task, load_tasks  # noqa: E402
 from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
@@ -149,9 +149,8 @@ def parse_config(raw: Any) -> EvalConfig:
 
 
 def _check_local_path(model: str | None) -> None:
-    """A path-looking model name that does not exist fails here, naming it, instead of as a hub lookup."""
-    if missing_model_path(model):
-        raise FileNotFoundError(f"model path does not exist: {model}")
+    """A reference that is not a model fails here, naming it, instead of deep inside a hub lookup."""
+    check_model_reference(model, "model")
 
 
 def load_model(model: str | None, tiny_model_path: str | None) -> tuple[Any, Any]:

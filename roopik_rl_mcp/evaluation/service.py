@@ -8,9 +8,9 @@ from pathlib import Path
 from roopik_rl_mcp.config import python_executable
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation.tasks import load_tasks
-from roopik_rl_mcp.jobs import JobManager
+from roopik_rl_mcp.jobs import STAGING_DIR, JobManager
+from roopik_rl_mcp.model_refs import check_model_reference
 from roopik_rl_mcp.schemas import EvaluateCheckpointInput, StartJobOutput
-from roopik_rl_mcp.training import check_model_reference
 
 
 def models_to_compare(model: str | None, base_model: str | None) -> list[dict]:
@@ -25,8 +25,9 @@ def models_to_compare(model: str | None, base_model: str | None) -> list[dict]:
 
 
 def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> StartJobOutput:
-    check_model_reference(request.model, "model")
-    check_model_reference(request.base_model, "base_model")
+    for field in ("model", "base_model"):
+        check_model_reference(getattr(request, field), field)
+        jobs.check_usable_output(getattr(request, field), field)
     try:
         tasks = load_tasks(request.benchmark, limit=request.limit)
     except (ValueError, FileNotFoundError) as exc:
@@ -41,7 +42,7 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
     }
 
     def prepare(job_dir: Path) -> dict:
-        return {"result_path": str(job_dir / "output" / "result.json")}
+        return {"result_path": str(job_dir / STAGING_DIR / "result.json")}
 
     job = jobs.submit("evaluation", None, config, prepare=prepare,
                       argv=lambda cfg: [python_executable(), "-m", "roopik_rl_mcp.evaluation.runner", "--config", str(cfg)])

@@ -70,13 +70,19 @@ def _to_task(path: Path, lineno: int, row: dict) -> Task:
     )
 
 
+MAX_TASKS_FILE_BYTES = 256_000_000
+
+
 def _resolve(benchmark: str) -> Path:
     if benchmark.strip().lower() in BUILTIN_BENCHMARKS:
         return humaneval_data_file()
     path = Path(benchmark).expanduser()
     if path.suffix in {".jsonl", ".gz"} or path.exists():
-        if not path.is_file():
-            raise ValueError(f"benchmark file not found: {path}")
+        if not path.is_file():  # also refuses devices and FIFOs, which would never end
+            raise ValueError(f"benchmark file not found: {path}" if not path.exists() else
+                             f"benchmark {path} is not a regular file")
+        if path.stat().st_size > MAX_TASKS_FILE_BYTES:
+            raise ValueError(f"benchmark {path} is larger than the limit of {MAX_TASKS_FILE_BYTES // 1_000_000} MB")
         return path
     raise ValueError(
         f"unknown benchmark {benchmark!r}: use one of {', '.join(BUILTIN_BENCHMARKS)} "

@@ -9,6 +9,15 @@ from roopik_rl_mcp.judge.reward import combine
 from roopik_rl_mcp.schemas import JudgeOutputInput, JudgeOutputOutput
 from roopik_rl_mcp.store import Store, new_id
 
+MAX_RATIONALE_CHARS = 8_000
+"""A judge's rationale is kept up to this length; an endpoint that answers megabytes is trimmed."""
+
+
+def trimmed(text: str, limit: int = MAX_RATIONALE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" [... trimmed: {len(text) - limit:,} more characters]"
+
 
 def judge_output(store: Store, request: JudgeOutputInput) -> JudgeOutputOutput:
     episode = get_episode(store, request.episode_id)
@@ -26,6 +35,7 @@ def judge_output(store: Store, request: JudgeOutputInput) -> JudgeOutputOutput:
             note = f" (LLM judge unavailable, used the offline judge: {exc})"
     if judge_name == "offline":
         scores, rationale = offline.judge(episode)
+    rationale = trimmed(rationale + note)
     reward, breakdown = combine(episode, scores, request.weights)
     overall = round((scores.functionality + scores.quality + scores.prompt_match) / 3, 2)
     judgment_id = new_id("jd")
@@ -38,7 +48,7 @@ def judge_output(store: Store, request: JudgeOutputInput) -> JudgeOutputOutput:
             "model": judge_model,
             "scores": scores.model_dump(),
             "overall": overall,
-            "rationale": rationale + note,
+            "rationale": rationale,
             "reward": reward,
             "breakdown": breakdown,
             "weights": (request.weights.model_dump() if request.weights else None),
@@ -50,7 +60,7 @@ def judge_output(store: Store, request: JudgeOutputInput) -> JudgeOutputOutput:
         judge=judge_name,
         scores=scores,
         overall=overall,
-        rationale=rationale + note,
+        rationale=rationale,
         reward=reward,
         reward_breakdown=breakdown,
     )
