@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -13,20 +14,37 @@ TOKEN_ENV = "ROOPIK_RL_MCP_TOKEN"
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`.
+
+    This server has no OAuth: the OAuth discovery paths answer 404, so OAuth-capable clients (the MCP
+    Inspector) fall back to the header instead of starting a login flow, and a 401 says how to send it.
+    """
+
+    UNAUTHORIZED = json.dumps({
+        "error": "missing or wrong bearer token",
+        "fix": f"send the header 'Authorization: Bearer <token>', where <token> is the server's {TOKEN_ENV} "
+               "(printed on start-up when it is not set); this server does not use OAuth",
+    }).encode()
 
     def __init__(self, app, token: str) -> None:
         self.app, self.expected = app, f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
+            if scope.get("path", "").startswith("/.well-known/"):
+                await self._answer(send, 404, b'{"error": "not found: this server does not use OAuth"}')
+                return
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
+                await self._answer(send, 401, self.UNAUTHORIZED, [(b"www-authenticate", b'Bearer realm="roopik-rl-mcp"')])
                 return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _answer(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -51,8 +51,6 @@ def export_target(path: str, field: str = "path") -> Path:
     given = Path(path).expanduser()
     if given.name in ("", ".", "..") or path.endswith(("/", os.sep)):
         raise UserError(field, f"{path!r} names a directory; give a file name ending in {EXPORT_SUFFIX}")
-    if given.suffix != EXPORT_SUFFIX:
-        raise UserError(field, f"{path!r} must end in {EXPORT_SUFFIX} (TRL preference JSONL)")
     candidate = given if given.is_absolute() else roots[0] / given
     target = Path(os.path.realpath(candidate.parent)) / candidate.name
     if not any(_inside(target.parent, root) for root in roots):
@@ -61,6 +59,8 @@ def export_target(path: str, field: str = "path") -> Path:
     if _inside(target, home) and not _inside(target.parent, roots[0]):
         raise UserError(field, f"{target} is inside the data directory but not in {roots[0]}; the database, jobs "
                                "and models there are never written by an export")
+    if given.suffix != EXPORT_SUFFIX:
+        raise UserError(field, f"{path!r} must end in {EXPORT_SUFFIX} (TRL preference JSONL)")
     return target
 
 

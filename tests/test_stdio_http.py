@@ -95,3 +95,21 @@ async def test_http_needs_the_bearer_token(http_server):
             assert "capture_feedback" in names
             result = await call(client, "capture_feedback", task="double", code=CODE, tests=TESTS)
             assert result["passed"]
+
+
+async def test_http_says_how_to_authenticate_and_has_no_oauth(http_server):
+    """OAuth-capable clients probe the discovery paths first; a 404 there sends them to the header."""
+    url, token = http_server
+    root = url.removesuffix("/mcp")
+    async with httpx.AsyncClient() as http:
+        for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp",
+                     "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+            assert (await http.get(root + path)).status_code == 404, path
+        refused = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert refused.status_code == 401
+        assert "Authorization: Bearer <token>" in refused.json()["fix"] and "ROOPIK_RL_MCP_TOKEN" in refused.json()["fix"]
+        huge = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"x": "' + b"a" * 21_000_000 + b'"}}'
+        too_big = await http.post(url, content=huge, headers={
+            "authorization": f"Bearer {token}", "content-type": "application/json",
+            "accept": "application/json, text/event-stream"})
+        assert too_big.status_code == 413
