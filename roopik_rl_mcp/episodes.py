@@ -6,12 +6,10 @@ import ast
 import hashlib
 
 from roopik_rl_mcp.errors import NotFound, UserError
+from roopik_rl_mcp.languages import UI_LANGUAGES, infer_language
 from roopik_rl_mcp.sandbox import run_python
 from roopik_rl_mcp.schemas import CaptureFeedbackInput, CaptureFeedbackOutput
 from roopik_rl_mcp.store import Store, new_id
-
-UI_LANGUAGES = ("tsx", "jsx", "html")
-
 
 def task_key(task: str) -> str:
     """Episodes of the same task share this key (whitespace-insensitive), which is what pairing groups by."""
@@ -30,11 +28,11 @@ def infer_entry_point(code: str, tests: str | None) -> str | None:
 
 
 def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeedbackOutput:
-    if request.language in UI_LANGUAGES:
-        raise UserError(
-            "language",
-            f"{request.language!r} (UI code rendered in a browser) is not supported yet; use 'python'",
-        )
+    language = request.language or infer_language(request.code)
+    if language in UI_LANGUAGES:
+        how = "given" if request.language else "inferred from the code (pass language='python' if it is Python)"
+        raise UserError("language", f"{language!r} ({how}) is UI code rendered in a browser, which is not supported "
+                                    "yet; nothing was stored")
     entry_point = request.entry_point or infer_entry_point(request.code, request.tests)
     if request.tests and "def check(" in request.tests and not entry_point:
         raise UserError("entry_point", "required when tests define check(candidate) and the code has several functions")
@@ -47,7 +45,9 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
             "task": request.task,
             "task_key": task_key(request.task),
             "code": request.code,
-            "language": request.language,
+            "language": language,
+            "language_source": "given" if request.language else "inferred",
+            "backend": "sandbox",
             "test_code": request.tests,
             "entry_point": entry_point,
             "model": request.model,
@@ -68,6 +68,8 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
     return CaptureFeedbackOutput(
         episode_id=episode_id,
         status=result.status,
+        language=language,
+        language_inferred=request.language is None,
         passed=result.passed,
         tests_passed=result.tests_passed,
         tests_total=result.tests_total,
@@ -92,7 +94,9 @@ def episode_view(episode: dict, judgments: list[dict]) -> dict:
     `tests` is the test code (as in capture_feedback's input), `test_outcomes` what each test did,
     `passed` a boolean (SQLite stores 0/1).
     """
-    view = {key: value for key, value in episode.items() if key not in ("tests", "test_code", "task_key")}
+    hidden = ("tests", "test_code", "task_key", "language_source")
+    view = {key: value for key, value in episode.items() if key not in hidden}
     view.update(passed=bool(episode["passed"]), tests=episode.get("test_code"),
+                language_inferred=episode.get("language_source") == "inferred",
                 test_outcomes=episode.get("tests") or [], judgments=judgments)
     return view

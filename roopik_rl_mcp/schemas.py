@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roopik_rl_mcp.config import MAX_CODE_BYTES
+from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
-Language = Literal["python", "tsx", "jsx", "html"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Literal["dpo", "evaluation"]
 
@@ -80,7 +80,9 @@ class Weights(ToolModel):
 class CaptureFeedbackInput(ToolModel):
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="The task or prompt the code was written for.")
     code: str = Field(min_length=1, description="The generated code to run (at most 1 MB).")
-    language: Language = Field("python", description="python runs against `tests`; tsx/jsx/html are UI code.")
+    language: Language | None = Field(
+        None, description="python runs against `tests`; tsx/jsx/ts/js (a component module with a default export) "
+        "and html (a whole page) are UI code. Omitted: inferred from the code, and the guess is returned.")
     tests: str | None = Field(
         None,
         description="Python tests: HumanEval style `def check(candidate)` (give `entry_point`), plain "
@@ -113,6 +115,8 @@ class CaptureFeedbackInput(ToolModel):
 class CaptureFeedbackOutput(ToolModel):
     episode_id: str
     status: Status
+    language: Language = Field(description="The language the code was run as.")
+    language_inferred: bool = Field(description="True when `language` was guessed from the code, not given.")
     passed: bool = Field(description="True only when every test ran and passed.")
     tests_passed: int
     tests_total: int
@@ -224,14 +228,18 @@ class StartDpoInput(ToolModel):
         None, description="Hub id or local path of the model to fine-tune; omitted: a tiny built-in model."
     )
     min_margin: float = Field(0.0, ge=0, le=1, description="Train only on pairs with at least this margin.")
-    lora_r: int = Field(8, ge=1, le=256)
-    lora_alpha: int = Field(16, ge=1, le=1024)
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update; 8-16 is usual, "
+                        "higher learns more and saves a bigger adapter.")
+    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (the update is scaled by lora_alpha / "
+                            "lora_r); usually 2 x lora_r.")
     beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
-    learning_rate: float = Field(5e-4, gt=0, le=1)
+    learning_rate: float = Field(5e-4, gt=0, le=1, description="Optimizer step size (AdamW). 5e-4 suits the tiny "
+                                 "model; real models want 5e-6 to 5e-5.")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; default: epochs decide.")
-    epochs: float = Field(3.0, gt=0, le=100)
-    batch_size: int = Field(2, ge=1, le=512)
-    max_length: int = Field(512, ge=16, le=32_768)
+    epochs: float = Field(3.0, gt=0, le=100, description="Passes over the pairs when max_steps is not given.")
+    batch_size: int = Field(2, ge=1, le=512, description="Preference pairs per optimizer step.")
+    max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + response; longer "
+                            "pairs are truncated.")
     name: Label | None = Field(None, description="A label for the run.")
 
 
@@ -285,8 +293,9 @@ class EvaluateCheckpointInput(ToolModel):
     limit: int | None = Field(None, ge=1, le=10_000, description="Only the first N tasks.")
     n_samples: int = Field(1, ge=1, le=200, description="Completions per task.")
     k: list[int] = Field(default_factory=lambda: [1], max_length=20, description="pass@k values to report (each <= n_samples).")
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_new_tokens: int = Field(256, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 is greedy (use > 0 with "
+                               "n_samples > 1 for pass@k, k > 1).")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per completion.")
 
     @model_validator(mode="after")
     def _k_fits(self) -> EvaluateCheckpointInput:

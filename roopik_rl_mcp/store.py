@@ -41,10 +41,10 @@ def _import_sqlite_utils():
 
 sqlite_utils, NotFoundError = _import_sqlite_utils()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 JSON_COLUMNS = {
-    "episodes": ("errors", "metadata", "console_logs", "tests"),
+    "episodes": ("errors", "metadata", "console_logs", "tests", "ui_checks", "ui"),
     "judgments": ("scores", "breakdown", "weights"),
     "preferences": ("metadata",),
     "jobs": ("config", "result", "last_metrics"),
@@ -99,7 +99,19 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _create_v1}
+def _add_v2(db: sqlite_utils.Database) -> None:
+    """UI episodes: where the language came from, the checks asked for, what the browser saw, artifacts."""
+    for column, kind in (("language_source", str), ("backend", str), ("ui_checks", str), ("ui", str),
+                         ("screenshot_id", str)):
+        db["episodes"].add_column(column, kind)
+    db.execute("update episodes set language_source = 'given', backend = 'sandbox' where language_source is null")
+    db["artifacts"].create(
+        {"id": str, "created_at": float, "media_type": str, "path": str, "size": int},
+        pk="id",
+    )
+
+
+MIGRATIONS = {1: _create_v1, 2: _add_v2}
 
 
 def new_id(prefix: str) -> str:

@@ -86,9 +86,32 @@ async def test_log_preference_explicit_episode_and_auto_pairs(client, store, tmp
     assert strict["skipped_below_margin"] >= 1
 
 
-async def test_ui_language_gets_a_clear_error(client, store):
+REACT = 'export default function Hello() {\n  return <button className="px-4">Hi</button>;\n}\n'
+
+
+async def test_ui_language_gets_a_clear_error_and_stores_nothing(client, store):
     message = await call_error(client, "capture_feedback", task="a button", code="<button>hi</button>", language="html")
     assert "language" in message and store.count("episodes") == 0
+    inferred = await call_error(client, "capture_feedback", task="a button", code=REACT)
+    assert "'jsx' (inferred from the code" in inferred and "nothing was stored" in inferred
+    assert store.count("episodes") == 0
+
+
+async def test_the_language_is_inferred_and_recorded(client, store):
+    guessed = await call(client, "capture_feedback", task=TASK, code=GOOD, tests=TESTS)
+    assert (guessed["language"], guessed["language_inferred"]) == ("python", True) and guessed["passed"]
+    given = await call(client, "capture_feedback", task=TASK, code=GOOD, tests=TESTS, language="python")
+    assert (given["language"], given["language_inferred"]) == ("python", False)
+    view = json.loads((await client.read_resource(f"episodes://{guessed['episode_id']}")).contents[0].text)
+    assert view["language"] == "python" and view["language_inferred"] is True
+
+
+async def test_every_parameter_is_described_without_project_jargon(client):
+    for tool in (await client.list_tools()).tools:
+        assert "the plan" not in tool.description.lower(), tool.name
+        for name, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{tool.name}.{name} has no description"
+            assert "the plan" not in schema["description"].lower(), f"{tool.name}.{name}"
 
 
 BAD_INPUTS = [
@@ -132,6 +155,8 @@ async def test_resources_read_stored_data(client):
     read = await client.read_resource(f"episodes://{episode['episode_id']}")
     data = json.loads(read.contents[0].text)
     assert data["code"] == GOOD and data["status"] == "passed" and len(data["judgments"]) == 1
+    assert data["passed"] is True and data["tests"] == TESTS, "the same names and types as the tool's"
+    assert [t["status"] for t in data["test_outcomes"]] == ["passed", "passed", "passed"]
     summary = json.loads((await client.read_resource("stats://summary")).contents[0].text)
     assert summary["episodes"] == 1 and summary["judgments"] == 1
 
@@ -139,3 +164,21 @@ async def test_resources_read_stored_data(client):
 async def test_start_dpo_without_pairs_says_so(client, store):
     message = await call_error(client, "start_dpo")
     assert "no preference pairs" in message and store.count("jobs") == 0
+
+
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    import sqlite_utils
+
+    from roopik_rl_mcp import store as store_module
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    store_module._create_v1(old)
+    old["schema_version"].insert({"version": 1, "applied_at": 0.0})
+    old["episodes"].insert({"id": "ep_old", "task": "t", "code": "x = 1", "status": "passed", "passed": 1})
+    old.conn.close()
+    upgraded = store_module.Store(path)
+    assert upgraded.schema_version() == store_module.SCHEMA_VERSION == 2
+    episode = upgraded.get("episodes", "ep_old")
+    assert episode["language_source"] == "given" and episode["backend"] == "sandbox"
+    assert "artifacts" in upgraded.db.table_names()
