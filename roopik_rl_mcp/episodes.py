@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 
 from roopik_rl_mcp.errors import NotFound, UserError
 from roopik_rl_mcp.languages import UI_LANGUAGES, infer_language
-from roopik_rl_mcp.sandbox import run_python
+from roopik_rl_mcp.artifacts import artifact_path, save_png
+from roopik_rl_mcp.execution import execute, ui_supported
 from roopik_rl_mcp.schemas import CaptureFeedbackInput, CaptureFeedbackOutput
 from roopik_rl_mcp.store import Store, new_id
 
@@ -16,27 +16,21 @@ def task_key(task: str) -> str:
     return hashlib.sha256(" ".join(task.split()).encode()).hexdigest()[:16]
 
 
-def infer_entry_point(code: str, tests: str | None) -> str | None:
-    """For `check(candidate)` tests without an entry point: the code's only top-level function, if unique."""
-    if not tests or "def check(" not in tests:
-        return None
-    try:
-        names = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    except SyntaxError:
-        return None
-    return names[0] if len(names) == 1 else None
-
-
-def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeedbackOutput:
+def _language(request: CaptureFeedbackInput) -> str:
+    """The language given, or the one the code looks like; a kind nothing can run yet is refused here."""
     language = request.language or infer_language(request.code)
-    if language in UI_LANGUAGES:
+    if language in UI_LANGUAGES and not ui_supported():
         how = "given" if request.language else "inferred from the code (pass language='python' if it is Python)"
         raise UserError("language", f"{language!r} ({how}) is UI code rendered in a browser, which is not supported "
                                     "yet; nothing was stored")
-    entry_point = request.entry_point or infer_entry_point(request.code, request.tests)
-    if request.tests and "def check(" in request.tests and not entry_point:
-        raise UserError("entry_point", "required when tests define check(candidate) and the code has several functions")
-    result = run_python(request.code, request.tests, entry_point, request.timeout_s)
+    return language
+
+
+def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeedbackOutput:
+    """Run the code with the executor for its kind, keep the outcome (and any screenshot) as an episode."""
+    language = _language(request)
+    result = execute(request, language)
+    screenshot_ids = [save_png(store, shot.png) for shot in result.screenshots]
     episode_id = new_id("ep")
     store.insert(
         "episodes",
@@ -47,9 +41,9 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
             "code": request.code,
             "language": language,
             "language_source": "given" if request.language else "inferred",
-            "backend": "sandbox",
+            "backend": result.backend,
             "test_code": request.tests,
-            "entry_point": entry_point,
+            "entry_point": result.entry_point,
             "model": request.model,
             "session_id": request.session_id,
             "metadata": request.metadata or {},
@@ -63,6 +57,9 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
             "stderr": result.stderr,
             "duration_ms": result.duration_ms,
             "isolation": result.isolation,
+            "ui": result.ui.model_dump(mode="json") if result.ui else None,
+            "screenshot_id": screenshot_ids[-1] if screenshot_ids else None,
+            "screenshot_path": str(artifact_path(screenshot_ids[-1])) if screenshot_ids else None,
         },
     )
     return CaptureFeedbackOutput(
@@ -71,6 +68,7 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
         language=language,
         language_inferred=request.language is None,
         passed=result.passed,
+        compiled=result.compiled,
         tests_passed=result.tests_passed,
         tests_total=result.tests_total,
         errors=result.errors,
@@ -78,6 +76,9 @@ def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeed
         stderr=result.stderr,
         duration_ms=result.duration_ms,
         isolation=result.isolation,
+        backend=result.backend,
+        ui=result.ui,
+        screenshot_ids=screenshot_ids,
     )
 
 

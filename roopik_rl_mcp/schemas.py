@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roopik_rl_mcp.config import MAX_CODE_BYTES
+from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
@@ -126,6 +127,13 @@ class CaptureFeedbackOutput(ToolModel):
     duration_ms: int
     isolation: str = Field(description="Isolation level the code ran under: bwrap, netns+uid, netns, uid or process "
                            "(strongest first; see docs/THREAT_MODEL.md).")
+    compiled: bool = Field(True, description="False when the code did not build (Python syntax, bundling, imports).")
+    backend: str = Field("sandbox", description="What ran it: sandbox (Python), browser (UI in headless Chromium), "
+                         "roopik (the Roopik IDE's browser), artifacts (recorded, not run).")
+    ui: UIObservation | None = Field(None, description="UI code: console, page errors, blocked requests, the ARIA "
+                                     "snapshot, visible text, blank, timings.")
+    screenshot_ids: list[str] = Field(default_factory=list, description="Screenshots kept for this episode, in order; "
+                                      "read one as artifacts://{id} (image/png). The last is also returned as image content.")
 
 
 # -- judge_output ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ training and evaluation run as subprocesses through the job manager.
 
 from __future__ import annotations
 
+import base64
 import copy
 import inspect
 import json
@@ -19,12 +20,12 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from roopik_rl_mcp import __version__
-from roopik_rl_mcp import episodes, preferences, training
+from roopik_rl_mcp import artifacts, episodes, preferences, training
 from roopik_rl_mcp.config import paths
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation import service as evaluation
@@ -73,13 +74,24 @@ def _validation_message(error: ValidationError) -> str:
 
 
 def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel], description: str,
-          annotations: ToolAnnotations, handler: Callable[[In], BaseModel]) -> None:
-    """Register `handler(model) -> output` as a tool whose parameters are the model's fields."""
+          annotations: ToolAnnotations, handler: Callable[[In], BaseModel],
+          images: Callable[[Any], list[ImageContent]] | None = None) -> None:
+    """Register `handler(model) -> output` as a tool whose parameters are the model's fields.
 
-    def tool(**kwargs: Any) -> BaseModel:
+    `images(output)` may add image content beside the structured result (a capture's screenshot), so the
+    calling agent sees what it built.
+    """
+
+    def tool(**kwargs: Any) -> BaseModel | CallToolResult:
         try:
             request = model.model_validate(kwargs)
-            return handler(request)
+            result = handler(request)
+            pictures = images(result) if images else []
+            if not pictures:
+                return result
+            structured = result.model_dump(mode="json")
+            text = TextContent(type="text", text=json.dumps(structured, indent=2, allow_nan=False))
+            return CallToolResult(content=[text, *pictures], structured_content=structured)
         except ValidationError as exc:
             raise ToolError(_validation_message(exc)) from None
         except UserError as exc:
@@ -96,6 +108,14 @@ def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel]
     tool.__name__ = name
     tool.__doc__ = description
     server.add_tool(tool, name=name, description=description, annotations=annotations, structured_output=True)
+
+
+def _screenshot(app: App, output: CaptureFeedbackOutput) -> list[ImageContent]:
+    """The capture's last screenshot as MCP image content (none for Python)."""
+    if not output.screenshot_ids:
+        return []
+    data, media_type = artifacts.load(app.store, output.screenshot_ids[-1])
+    return [ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=media_type)]
 
 
 def build_server(store: Store | None = None) -> MCPServer:
@@ -129,7 +149,7 @@ def build_server(store: Store | None = None) -> MCPServer:
           "pytest-style `class Test...` or unittest.TestCase methods; each assert counts separately). Returns "
           "episode_id, status (passed/failed/error/timeout/build_error/no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
           _hints("Run code and record feedback"),
-          lambda r: episodes.capture_feedback(app.store, r))
+          lambda r: episodes.capture_feedback(app.store, r), images=lambda out: _screenshot(app, out))
     _tool(server, "judge_output", JudgeOutputInput, JudgeOutputOutput,
           "Score an episode 0-10 on functionality, quality and prompt match (an LLM judge when an "
           "OpenAI-compatible endpoint is configured, else a deterministic offline judge) and combine the scores "
@@ -183,6 +203,15 @@ def build_server(store: Store | None = None) -> MCPServer:
             raise ResourceNotFoundError(f"no episode with id {episode_id!r}")
         view = episodes.episode_view(episode, app.store.rows("judgments", "episode_id = ?", [episode_id]))
         return json.dumps(view, indent=2, allow_nan=False)
+
+    @server.resource("artifacts://{artifact_id}", name="artifact", mime_type="image/png",
+                     description="A screenshot kept with a UI episode (its screenshot_ids).")
+    def artifact_resource(artifact_id: str) -> bytes:
+        try:
+            data, _ = artifacts.load(app.store, artifact_id)
+        except UserError:
+            raise ResourceNotFoundError(f"no artifact with id {artifact_id!r}") from None
+        return data
 
     @server.resource("jobs://{job_id}", name="job", mime_type="application/json",
                      description="A training or evaluation job with its config, progress and result.")

@@ -13,7 +13,9 @@ class ExecError(BaseModel):
     kind: str = Field(description="Exception or failure class, e.g. SyntaxError, AssertionError, Timeout, EarlyExit.")
     message: str = Field(description="What went wrong, truncated to 2000 characters.")
     line: int | None = Field(default=None, description="1-based line in `file`, when known.")
-    file: str | None = Field(default=None, description="solution.py (the code) or tests.py (the tests).")
+    column: int | None = Field(default=None, description="1-based column in `file`, when known (build errors).")
+    file: str | None = Field(default=None, description="solution.py (the code) or tests.py (the tests); for UI "
+                             "code the component's file name.")
 
 
 class TestOutcome(BaseModel):
