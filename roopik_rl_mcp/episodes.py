@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from roopik_rl_mcp.errors import NotFound, UserError
-from roopik_rl_mcp.languages import UI_LANGUAGES, infer_language
+from roopik_rl_mcp.errors import NotFound
+from roopik_rl_mcp.languages import infer_language
 from roopik_rl_mcp.artifacts import artifact_path, save_png
-from roopik_rl_mcp.execution import execute, ui_supported
+from roopik_rl_mcp.execution import execute
 from roopik_rl_mcp.schemas import CaptureFeedbackInput, CaptureFeedbackOutput
 from roopik_rl_mcp.store import Store, new_id
 
@@ -16,19 +16,9 @@ def task_key(task: str) -> str:
     return hashlib.sha256(" ".join(task.split()).encode()).hexdigest()[:16]
 
 
-def _language(request: CaptureFeedbackInput) -> str:
-    """The language given, or the one the code looks like; a kind nothing can run yet is refused here."""
-    language = request.language or infer_language(request.code)
-    if language in UI_LANGUAGES and not ui_supported():
-        how = "given" if request.language else "inferred from the code (pass language='python' if it is Python)"
-        raise UserError("language", f"{language!r} ({how}) is UI code rendered in a browser, which is not supported "
-                                    "yet; nothing was stored")
-    return language
-
-
 def capture_feedback(store: Store, request: CaptureFeedbackInput) -> CaptureFeedbackOutput:
     """Run the code with the executor for its kind, keep the outcome (and any screenshot) as an episode."""
-    language = _language(request)
+    language = request.language or infer_language(request.code)
     result = execute(request, language)
     screenshot_ids = [save_png(store, shot.png) for shot in result.screenshots]
     episode_id = new_id("ep")

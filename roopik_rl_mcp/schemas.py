@@ -32,6 +32,13 @@ MAX_METADATA_BYTES = 64_000
 Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 ClientPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+MAX_MESSAGE_CHARS = 10_000
+"""One console or build error message a client reports."""
+MAX_MESSAGES = 200
+MAX_PNG_BASE64_CHARS = 28_000_000
+"""A 20 MB PNG, base64-encoded."""
+Message = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+Backend = Literal["auto", "sandbox", "browser", "roopik", "artifacts"]
 
 
 class ToolModel(BaseModel):
@@ -95,6 +102,18 @@ class CaptureFeedbackInput(ToolModel):
     model: Label | None = Field(None, description="Which model produced the code (free text, for filtering).")
     session_id: Label | None = Field(None, description="Groups episodes of one agent session.")
     metadata: dict[str, Any] | None = Field(None, description="Anything else to keep with the episode (JSON, at most 64 KB).")
+    backend: Backend = Field(
+        "auto", description="auto: Python in the sandbox, UI code in the local headless browser, or `artifacts` "
+        "when screenshot_png_base64/console_errors/build_errors are given; roopik: the Roopik IDE's own browser.")
+    screenshot_png_base64: str | None = Field(
+        None, max_length=MAX_PNG_BASE64_CHARS, description="Artifacts: a screenshot the agent already took "
+        "(base64 PNG, at most 20 MB); the episode is recorded without running anything.")
+    console_errors: list[Message] | None = Field(
+        None, max_length=MAX_MESSAGES, description="Artifacts: console/page errors the agent saw (at most 200).")
+    build_errors: list[Message] | None = Field(
+        None, max_length=MAX_MESSAGES, description="Artifacts: build errors the agent saw (at most 200).")
+    page_url: Annotated[str, Field(max_length=MAX_PATH_CHARS)] | None = Field(
+        None, description="Artifacts: the URL the screenshot shows (kept for reference, never fetched).")
 
 
     @field_validator("code")

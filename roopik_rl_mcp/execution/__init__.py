@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from roopik_rl_mcp.execution import python
-from roopik_rl_mcp.execution.base import Execution, UIObservation, register, registrations, select
+from roopik_rl_mcp.execution import artifacts, python
+from roopik_rl_mcp.execution.base import Execution, UIObservation, register, select
 
 if TYPE_CHECKING:
     from roopik_rl_mcp.schemas import CaptureFeedbackInput
 
-register("sandbox", lambda request, language: language == "python", python.run)
 
 
-def ui_supported() -> bool:
-    """Whether an executor for UI code is registered (the browser one, once installed)."""
-    return any(r.name != "sandbox" for r in registrations())
+def _artifacts(request: CaptureFeedbackInput, language: str) -> bool:
+    return request.backend == "artifacts" or artifacts.given(request)
+
+
+def _python(request: CaptureFeedbackInput, language: str) -> bool:
+    return language == "python" and request.backend in ("auto", "sandbox")
+
+
+register("artifacts", "screenshot_png_base64, console_errors or build_errors given", _artifacts, artifacts.record)
+register("sandbox", "language python", _python, python.run)
 
 
 def execute(request: CaptureFeedbackInput, language: str) -> Execution:
-    """Run the request with the first executor that handles it (LookupError when none does)."""
+    """Run the request with the first executor that handles it (a UserError naming `language` if none does)."""
     return select(request, language).executor(request)
 
 
-__all__ = ["Execution", "UIObservation", "execute", "ui_supported"]
+__all__ = ["Execution", "UIObservation", "execute"]

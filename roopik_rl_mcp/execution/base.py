@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
+from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.sandbox.models import ExecutionResult
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Executor(Protocol):
 @dataclass(frozen=True)
 class Registration:
     name: str
+    describe: str
     handles: Callable[[CaptureFeedbackInput, str], bool]  # (request, language) -> bool
     executor: Executor
 
@@ -81,9 +83,10 @@ class Registration:
 _REGISTRY: list[Registration] = []
 
 
-def register(name: str, handles: Callable[[CaptureFeedbackInput, str], bool], executor: Executor) -> None:
+def register(name: str, describe: str, handles: Callable[[CaptureFeedbackInput, str], bool],
+             executor: Executor) -> None:
     """Add an executor; the first registration whose `handles` accepts a request runs it."""
-    _REGISTRY.append(Registration(name, handles, executor))
+    _REGISTRY.append(Registration(name, describe, handles, executor))
 
 
 def registrations() -> list[Registration]:
@@ -94,4 +97,10 @@ def select(request: CaptureFeedbackInput, language: str) -> Registration:
     for registration in _REGISTRY:
         if registration.handles(request, language):
             return registration
-    raise LookupError(f"no executor handles language {language!r}")
+    how = "given" if request.language else "inferred from the code; pass `language` if the guess is wrong"
+    raise UserError("language", f"{language!r} ({how}) with backend {request.backend!r} cannot be run here: "
+                                f"{_what_runs()}; nothing was stored")
+
+
+def _what_runs() -> str:
+    return ", ".join(f"{r.name} ({r.describe})" for r in _REGISTRY)
