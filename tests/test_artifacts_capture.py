@@ -81,3 +81,16 @@ async def _read_error(client, uri: str) -> Exception:
     with pytest.raises(MCPError) as raised:
         await client.read_resource(uri)
     return raised.value
+
+
+async def test_the_offline_judge_scores_ui_episodes_by_what_rendered(client):
+    rendered = await call(client, "capture_feedback", task="a login form", code=COMPONENT, screenshot_png_base64=png())
+    blank = await call(client, "capture_feedback", task="a login form", code=COMPONENT, screenshot_png_base64=png(False))
+    broken = await call(client, "capture_feedback", task="a login form", code=COMPONENT, build_errors=["x.tsx:1:1: boom"])
+    judged = {name: await call(client, "judge_output", episode_id=episode["episode_id"])
+              for name, episode in (("rendered", rendered), ("blank", blank), ("broken", broken))}
+    assert judged["rendered"]["scores"]["functionality"] == 8.0, judged["rendered"]["rationale"]
+    assert judged["blank"]["scores"]["functionality"] == 1.0 and judged["blank"]["scores"]["prompt_match"] == 0.0
+    assert judged["broken"]["scores"] == {"functionality": 0.0, "quality": 0.0, "prompt_match": 0.0}
+    assert judged["rendered"]["reward"] > judged["blank"]["reward"] > judged["broken"]["reward"]
+    assert judged["rendered"]["reward_breakdown"]["error_rate"] == pytest.approx(0.2), "a clean render has no errors"

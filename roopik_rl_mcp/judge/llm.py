@@ -46,7 +46,25 @@ def _render_user(episode: dict) -> str:
             "errors": errors or "(none)",
             "stdout": (episode.get("stdout") or "")[:2000] or "(empty)",
             "stderr": (episode.get("stderr") or "")[:2000] or "(empty)",
+            "ui": _ui_section(episode.get("ui")),
         }
+    )
+
+
+def _ui_section(ui: dict | None) -> str:
+    """What the browser saw, for UI episodes: the judge reads this beside the screenshot."""
+    if not ui:
+        return ""
+    console = "\n".join(f"- [{c.get('level')}] {c.get('text', '')[:300]}" for c in (ui.get("console") or [])[:20])
+    page_errors = "\n".join(f"- {e.get('message', '')[:300]} (line {e.get('line')})" for e in (ui.get("page_errors") or [])[:10])
+    return (
+        "## Rendered page\n"
+        f"blank: {ui.get('blank')}\n"
+        f"uncaught page errors:\n{page_errors or '(none)'}\n"
+        f"console:\n{console or '(none)'}\n"
+        f"blocked requests: {', '.join((ui.get('blocked_requests') or [])[:10]) or '(none)'}\n\n"
+        f"ARIA snapshot (truncated):\n```\n{(ui.get('aria_snapshot') or '(none)')[:4000]}\n```\n"
+        f"visible text (truncated):\n```\n{(ui.get('visible_text') or '(none)')[:2000]}\n```"
     )
 
 

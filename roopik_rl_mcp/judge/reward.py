@@ -16,7 +16,7 @@ def execution_signals(episode: dict) -> tuple[float, float]:
     if total:
         error_rate = 1.0 - (episode.get("tests_passed") or 0) / total
     else:
-        error_rate = 0.0 if episode["status"] == "no_tests" else 1.0
+        error_rate = 0.0 if episode["status"] in ("no_tests", "passed") else 1.0  # a clean UI render without checks
     return compiled, error_rate
 
 
