@@ -85,6 +85,11 @@ class Weights(ToolModel):
 
 
 # -- capture_feedback --------------------------------------------------------------------------------
+class Viewport(ToolModel):
+    width: int = Field(1280, ge=200, le=3840, description="CSS pixels.")
+    height: int = Field(800, ge=200, le=2160, description="CSS pixels.")
+
+
 class CaptureFeedbackInput(ToolModel):
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="The task or prompt the code was written for.")
     code: str = Field(min_length=1, description="The generated code to run (at most 1 MB).")
@@ -102,6 +107,10 @@ class CaptureFeedbackInput(ToolModel):
     model: Label | None = Field(None, description="Which model produced the code (free text, for filtering).")
     session_id: Label | None = Field(None, description="Groups episodes of one agent session.")
     metadata: dict[str, Any] | None = Field(None, description="Anything else to keep with the episode (JSON, at most 64 KB).")
+    project_dir: ClientPath | None = Field(
+        None, description="UI: a Vite project on disk to build with its own node_modules and render (instead of "
+        "a single component in `code`; `code` may then hold the main file for the judge). Read only.")
+    viewport: Viewport = Field(default_factory=Viewport, description="UI: the browser window size.")
     backend: Backend = Field(
         "auto", description="auto: Python in the sandbox, UI code in the local headless browser, or `artifacts` "
         "when screenshot_png_base64/console_errors/build_errors are given; roopik: the Roopik IDE's own browser.")
