@@ -16,6 +16,7 @@ LIBRARIES = ("mcp", "anyio", "pydantic", "sqlite-utils", "openai", "pillow", "hu
 
 def report() -> tuple[str, bool]:
     from roopik_rl_mcp.judge import llm
+    from roopik_rl_mcp.judge.endpoint import resolve
     from roopik_rl_mcp.sandbox import BatchJob, run_batch, run_python
     from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
     from roopik_rl_mcp.store import Store
@@ -61,7 +62,7 @@ def report() -> tuple[str, bool]:
                  f"            DATABASE DAMAGED: {'; '.join(integrity[:5])} (restore a backup: roopik-rl-mcp restore FILE)")
     lines.append(f"tiny model  {'built' if (home.tiny_model / 'config.json').is_file() else 'built on first use'} "
                  f"at {home.tiny_model}")
-    lines.append(f"judge       {'LLM endpoint configured' if llm.configured() else 'offline (set ROOPIK_JUDGE_BASE_URL for an LLM judge)'}")
+    lines.append(f"judge       {repr(resolve()) if llm.configured() else 'offline (set ROOPIK_JUDGE_BASE_URL or OPENAI_API_KEY for an LLM judge)'}")
     lines.append(f"chromium    {shutil.which('chromium') or 'not found (only needed once UI code (tsx/jsx/html) is supported)'}")
     lines.append("status      " + ("ok" if ok else "PROBLEMS above"))
     return "\n".join(lines), ok

@@ -171,6 +171,11 @@ class JudgeOutputInput(ToolModel):
         "auto", description="auto: the LLM judge when an endpoint is configured, else the offline judge."
     )
     model: Label | None = Field(None, description="Judge model name for the LLM judge (overrides the configured one).")
+    base_url: Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=r"^https?://")] | None = Field(
+        None, description="OpenAI-compatible endpoint for this call (e.g. http://127.0.0.1:11434/v1); the configured "
+        "API key is sent only to the configured endpoint.")
+    samples: int = Field(1, ge=1, le=9, description="LLM judge: judgments to take (temperature 0.7 when > 1); the "
+                         "median is used and the spread returned (self-consistency).")
     weights: Weights | None = Field(None, description="Reward weights; omitted: 0.3/0.2/0.2/0.15/0.15.")
 
 
@@ -189,6 +194,11 @@ class JudgeOutputOutput(ToolModel):
     rationale: str
     reward: float = Field(ge=0, le=1)
     reward_breakdown: dict[str, float] = Field(description="Each term's weighted contribution to the reward.")
+    model: str | None = Field(None, description="The LLM judge's model (none for the offline judge).")
+    cached: bool = Field(False, description="True when an identical judgment was reused: no endpoint call was made.")
+    spread: dict[str, float] | None = Field(None, description="samples > 1: max - min of each score across samples.")
+    latency_ms: int | None = Field(None, description="Time the LLM judge took, retries included.")
+    fallback: str | None = Field(None, description="judge='auto': why the offline judge was used instead of the LLM.")
 
 
 # -- log_preference / export_preferences ----------------------------------------------------------------

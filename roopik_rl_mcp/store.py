@@ -45,7 +45,8 @@ SCHEMA_VERSION = 2
 
 JSON_COLUMNS = {
     "episodes": ("errors", "metadata", "console_logs", "tests", "ui_checks", "ui"),
-    "judgments": ("scores", "breakdown", "weights"),
+    "judgments": ("scores", "breakdown", "weights", "settings", "usage", "samples", "spread"),
+    "comparisons": ("episode_ids", "result", "usage"),
     "preferences": ("metadata",),
     "jobs": ("config", "result", "last_metrics"),
     "evaluations": ("result",),
@@ -105,6 +106,15 @@ def _add_v2(db: sqlite_utils.Database) -> None:
                          ("screenshot_id", str)):
         db["episodes"].add_column(column, kind)
     db.execute("update episodes set language_source = 'given', backend = 'sandbox' where language_source is null")
+    for column, kind in (("template_hash", str), ("settings", str), ("usage", str), ("latency_ms", int),
+                         ("cache_key", str), ("samples", str), ("spread", str)):
+        db["judgments"].add_column(column, kind)
+    db["judgments"].create_index(["cache_key"])
+    db["comparisons"].create(
+        {"id": str, "created_at": float, "kind": str, "episode_ids": str, "judge": str, "model": str,
+         "template_hash": str, "result": str, "consistent": int, "usage": str},
+        pk="id",
+    )
     db["artifacts"].create(
         {"id": str, "created_at": float, "media_type": str, "path": str, "size": int},
         pk="id",

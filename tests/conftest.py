@@ -30,7 +30,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
     monkeypatch.setenv("ROOPIK_RL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    for key in ("ROOPIK_JUDGE_BASE_URL", "ROOPIK_GENERATOR_BASE_URL"):
+    for key in ("ROOPIK_JUDGE_BASE_URL", "ROOPIK_JUDGE_MODEL", "ROOPIK_JUDGE_API_KEY", "ROOPIK_GENERATOR_BASE_URL",
+                "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ROOPIK_RL_TINY_MODEL", str(tiny_model_dir))  # one build shared by all data dirs
     return tmp_path / "home"

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FakeOpenAI:
-    """`reply(request_json) -> str` decides the assistant's message; every request is kept for asserts."""
+@dataclass
+class Raw:
+    """A scripted HTTP answer instead of a normal completion: any status, headers and body, optionally slow."""
 
-    def __init__(self, reply: Callable[[dict], str]) -> None:
+    status: int = 200
+    body: bytes | str | dict = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    trickle_s: float = 0.0  # pause before each byte of the body
+
+
+class FakeOpenAI:
+    """`reply(request_json) -> str | Raw` decides the answer; every request is kept for asserts."""
+
+    def __init__(self, reply: Callable[[dict], str | Raw]) -> None:
         self.reply = reply
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -26,6 +39,9 @@ class FakeOpenAI:
                     self.send_error(404)
                     return
                 message = outer.reply(body)
+                if isinstance(message, Raw):
+                    self._raw(message)
+                    return
                 payload = json.dumps({
                     "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -37,6 +53,27 @@ class FakeOpenAI:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _raw(self, raw: Raw) -> None:
+                time.sleep(raw.delay_s)
+                body = raw.body if isinstance(raw.body, bytes) else (
+                    raw.body.encode() if isinstance(raw.body, str) else json.dumps(raw.body).encode())
+                self.send_response(raw.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                for name, value in raw.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    if not raw.trickle_s:
+                        self.wfile.write(body)
+                        return
+                    for byte in body:
+                        time.sleep(raw.trickle_s)
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
 
             def log_message(self, *args) -> None:
                 pass
