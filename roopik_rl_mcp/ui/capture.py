@@ -1,0 +1,227 @@
+"""capture_ui: build the code, render it in the sandboxed browser, and turn what happened into one result.
+
+Status, first match wins: build_error (it did not compile), timeout (it did not settle, or the checks ran
+past timeout_s), error (an uncaught error, an unhandled rejection, an error while rendering, or a blank
+page), failed (a check failed), passed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from roopik_rl_mcp.errors import UserError
+from roopik_rl_mcp.ui import blank as blank_detection
+from roopik_rl_mcp.ui.checks import parse_ui_checks
+from roopik_rl_mcp.ui.models import (
+    LANGUAGES,
+    BuildMessage,
+    CheckResult,
+    ConsoleMessage,
+    PageError,
+    Screenshot,
+    SourceLocation,
+    Status,
+    UICaptureResult,
+    UICheck,
+    UITimings,
+)
+from roopik_rl_mcp.ui.sourcemap import SourceMap, StackMapper
+
+MAX_CODE_CHARS = 1_000_000
+MAX_SCREENSHOTS = 10
+MIN_VIEWPORT, MAX_VIEWPORT = 200, 4096
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1.0, 120.0
+BROWSER_MARGIN_S = 20.0
+"""Beyond timeout_s, the time a capture may take to start the browser and close its context."""
+COMPONENT_URL = "/component.js"
+
+
+def status_of(result: UICaptureResult, timed_out: bool) -> Status:
+    if not result.compiled:
+        return "build_error"
+    if timed_out:
+        return "timeout"
+    if result.page_errors or result.blank:
+        return "error"
+    if any(not check.passed for check in result.checks):
+        return "failed"
+    return "passed"
+
+
+def _validate(code: str, language: str, viewport: Sequence[int], screenshots_at_ms: Iterable[int] | None,
+              timeout_s: float) -> tuple[tuple[int, int], list[int]]:
+    if language not in LANGUAGES:
+        raise UserError("language", f"unknown language {language!r} for a UI capture; expected one of {', '.join(LANGUAGES)}")
+    if not isinstance(code, str) or not code.strip():
+        raise UserError("code", "empty: give the component's source (or the whole page for html)")
+    if len(code) > MAX_CODE_CHARS:
+        raise UserError("code", f"{len(code)} characters; at most {MAX_CODE_CHARS}")
+    if len(viewport) != 2 or not all(isinstance(v, int) and MIN_VIEWPORT <= v <= MAX_VIEWPORT for v in viewport):
+        raise UserError("viewport", f"expected [width, height], each {MIN_VIEWPORT}-{MAX_VIEWPORT} pixels")
+    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
+        raise UserError("timeout_s", f"expected {MIN_TIMEOUT_S:.0f}-{MAX_TIMEOUT_S:.0f} seconds")
+    at = [0] if screenshots_at_ms is None else list(screenshots_at_ms)
+    if not at or len(at) > MAX_SCREENSHOTS:
+        raise UserError("screenshots_at_ms", f"expected 1-{MAX_SCREENSHOTS} times")
+    if not all(isinstance(ms, int) and 0 <= ms < timeout_s * 1000 for ms in at):
+        raise UserError("screenshots_at_ms", "each time is whole milliseconds after the page settled, 0 to timeout_s")
+    return (viewport[0], viewport[1]), at
+
+
+def _component_html(title: str, groups: list[str]) -> bytes:
+    scripts = "".join(f'<script src="/roopik/vendor/{g}.js"></script>' for g in groups)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+            f'<link rel="stylesheet" href="/component.css"></head><body><div id="root"></div>{scripts}'
+            f'<script src="{COMPONENT_URL}"></script></body></html>').encode("utf-8")
+
+
+def _location(mapper: StackMapper, stack: str, url: str, line: int, column: int, prefer: str) -> SourceLocation | None:
+    frame = mapper.first_frame(stack, prefer=prefer)
+    if frame is None and url and line:
+        frame = mapper.position(url, line, column)
+    if frame is None:
+        return None
+    return SourceLocation(file=frame[0], line=frame[1], column=frame[2])
+
+
+def _console_location(mapper: StackMapper, stack: str, prefer: str) -> SourceLocation | None:
+    """The caller of console.*: the first frame on the page's origin (the wrapper's own frame has none)."""
+    frame = mapper.first_frame("\n".join(line for line in stack.splitlines() if "http://roopik.local" in line), prefer)
+    return SourceLocation(file=frame[0], line=frame[1], column=frame[2]) if frame else None
+
+
+def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,
+               viewport: Sequence[int] = (1280, 800), screenshots_at_ms: Sequence[int] | None = None,
+               timeout_s: float = 20.0, filename: str | None = None) -> UICaptureResult:
+    """Build, render and capture one component (tsx/jsx/ts/js, default export) or page (html)."""
+    from roopik_rl_mcp.ui import build, runtime
+    from roopik_rl_mcp.ui.browser import host
+    from roopik_rl_mcp.ui.page import ORIGIN, PageSpec, RenderOutcome, render
+
+    started = time.perf_counter()
+    size, at_ms = _validate(code, language, viewport, screenshots_at_ms, timeout_s)
+    checks = parse_ui_checks(ui_checks)
+    filename = filename or ("index.html" if language == "html" else f"component.{language}")
+    runtime.ensure_chromium()
+    timings = UITimings()
+    result = UICaptureResult(status="passed", language=language, compiled=True)  # type: ignore[arg-type]
+    maps: dict[str, SourceMap] = {}
+    resources: dict[str, tuple[str, bytes]] = {}
+
+    if language == "html":
+        resources["/"] = ("text/html; charset=utf-8", code.encode("utf-8"))
+        rename = {f"{ORIGIN}/": filename}
+    else:
+        runtime.ensure_runtime()
+        worker = build.worker()
+        built = worker.build(code, language, filename)
+        timings.build_ms, timings.tailwind_ms = built.esbuild_ms, built.tailwind_ms
+        result.build_warnings = built.warnings
+        if not built.ok:
+            result.compiled = False
+            result.build_errors = built.errors or [BuildMessage(text="the build failed without a message")]
+            result.status = "build_error"
+            result.isolation = worker.isolation
+            result.timings = timings
+            result.duration_ms = (time.perf_counter() - started) * 1000
+            return result
+        vendor = worker.vendor()
+        for group in built.groups:
+            resources[f"/roopik/vendor/{group}.js"] = ("text/javascript; charset=utf-8", vendor[group].encode("utf-8"))
+        resources[COMPONENT_URL] = ("text/javascript; charset=utf-8", built.js.encode("utf-8"))
+        resources["/component.css"] = ("text/css; charset=utf-8", built.css.encode("utf-8"))
+        resources["/"] = ("text/html; charset=utf-8", _component_html(filename, built.groups))
+        maps[f"{ORIGIN}{COMPONENT_URL}"] = SourceMap(built.map)
+        rename = {name: _display_source(name) for name in json.loads(built.map).get("sources", [])}
+
+    spec = PageSpec(resources=resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
+    browser_host = host()
+    remaining = max(MIN_TIMEOUT_S, timeout_s - (time.perf_counter() - started))
+
+    async def work(browser):  # type: ignore[no-untyped-def]
+        outcome = await render(browser, spec, remaining, pool=_pool())
+        if not outcome.context_closed:
+            await browser_host.restart("a capture's context did not close (its page never settled)")
+            outcome.notes.append("the browser was restarted: the page's context did not close")
+        return outcome
+
+    try:
+        outcome = browser_host.call(work, timeout_s=remaining + BROWSER_MARGIN_S)
+    except TimeoutError as error:
+        browser_host.restart_soon(f"a capture did not come back: {error}")
+        outcome = RenderOutcome(timed_out=True, timeout_stage="browser start", notes=[str(error)])
+    result.isolation = browser_host.isolation
+    if browser_host.isolation_note:
+        result.notes.append(f"browser isolation {browser_host.isolation}: {browser_host.isolation_note}")
+    _fill(result, outcome, StackMapper(maps, rename), filename)
+    timings.render_ms, timings.checks_ms = outcome.render_ms, outcome.checks_ms
+    result.timings = timings
+    result.status = status_of(result, outcome.timed_out or _checks_timed_out(outcome.checks))
+    if outcome.timed_out:
+        result.notes.append(f"timed out during {outcome.timeout_stage} after {timeout_s:.0f} s")
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+_POOL = None
+
+
+def _pool():  # type: ignore[no-untyped-def]
+    """The spare-context pool (used on the browser's event loop thread only)."""
+    global _POOL
+    if _POOL is None:
+        from roopik_rl_mcp.ui.page import ContextPool
+
+        _POOL = ContextPool()
+    return _POOL
+
+
+def _display_source(source: str) -> str:
+    """`roopik-component:Login.tsx` -> `Login.tsx`; a package file from node_modules/ on."""
+    if source.startswith("roopik-component:"):
+        return source.removeprefix("roopik-component:")
+    if "node_modules/" in source:
+        return "node_modules/" + source.split("node_modules/", 1)[1]
+    return source.rsplit("/", 1)[-1] if source.startswith("work/") or source.startswith("/") else source
+
+
+def _checks_timed_out(checks: list[CheckResult]) -> bool:
+    return any(c.message == "not run: the capture's timeout was reached" for c in checks)
+
+
+def _fill(result: UICaptureResult, outcome, mapper: StackMapper, filename: str) -> None:  # type: ignore[no-untyped-def]
+    """Copy the outcome into the result, with stacks and locations mapped to the component's lines."""
+    if outcome.crash:
+        result.page_errors.append(PageError(kind="error", message=f"the page failed: {outcome.crash}"))
+    for event in outcome.events:
+        data = event.data
+        if event.kind == "console":
+            result.console.append(ConsoleMessage(
+                level=str(data.get("level", "log")), text=str(data.get("text", "")),
+                location=_console_location(mapper, str(data.get("stack", "")), filename)))
+        elif event.kind in ("error", "unhandledrejection", "render"):
+            stack = mapper.stack(str(data.get("stack", "")))
+            result.page_errors.append(PageError(
+                kind=event.kind, message=str(data.get("message", "")), stack=stack,
+                component_stack=mapper.stack(str(data.get("componentStack", ""))),
+                location=_location(mapper, str(data.get("stack", "")), str(data.get("url", "")),
+                                   int(data.get("line") or 0), int(data.get("column") or 0), filename)))
+    if outcome.dropped_events:
+        result.notes.append(f"{outcome.dropped_events} console messages and errors beyond the first 400 were dropped")
+    result.failed_responses = outcome.failed_responses
+    result.blocked_requests = outcome.blocked_requests
+    result.aria_snapshot = outcome.aria_snapshot
+    result.visible_text = outcome.visible_text
+    result.screenshots = [Screenshot(at_ms=at, png=png, width=w, height=h) for at, png, w, h in outcome.screenshots]
+    if result.screenshots:
+        result.blank = blank_detection.is_blank(result.screenshots[-1].png)
+    elif not outcome.timed_out:
+        result.blank = True
+    result.checks = outcome.checks
+    result.tests_total = sum(1 for c in outcome.checks if c.is_test)
+    result.tests_passed = sum(1 for c in outcome.checks if c.is_test and c.passed)
+    result.notes.extend(outcome.notes)
