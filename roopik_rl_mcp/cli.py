@@ -1,4 +1,4 @@
-"""Command line: serve (stdio or HTTP), demo, doctor, eval-samples, backup, restore."""
+"""Command line: serve (stdio or HTTP), demo, doctor, eval-samples, judge-stats, backup, restore."""
 
 from __future__ import annotations
 
@@ -115,6 +115,28 @@ def backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def judge_stats(args: argparse.Namespace) -> int:
+    from roopik_rl_mcp.config import paths
+    from roopik_rl_mcp.judge.stats import judge_stats as stats
+    from roopik_rl_mcp.store import Store
+
+    rows = stats(Store(paths().db)).judges
+    if args.json:
+        print(json.dumps([r.model_dump() for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no judgments yet")
+        return 0
+    print(f"{'judge':8} {'model':24} {'template':16} {'calls':>6} {'cache':>6} {'parse':>6} {'retry':>6} "
+          f"{'range':>6} {'flip':>6} {'tests':>6} {'human':>6}")
+    share = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for r in rows:
+        print(f"{r.judge:8} {(r.model or '-')[:24]:24} {(r.template_hash or '-'):16} {r.calls:>6} {r.cache_hits:>6} "
+              f"{r.parse_failures:>6} {r.retries:>6} {r.out_of_range:>6} {share(r.position_flip_rate):>6} "
+              f"{share(r.test_agreement):>6} {share(r.human_agreement):>6}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="roopik-rl-mcp", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -136,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--workers", type=int, default=None, help="tests run at once (default: cores + 1)")
     p.set_defaults(func=eval_samples)
+    p = commands.add_parser("judge-stats", help="how far each judge can be trusted (flip rate, agreement, failures)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=judge_stats)
     p = commands.add_parser("backup", help="copy the database consistently, even while servers run")
     p.add_argument("path", help="destination file (or a directory: a time-stamped name is chosen in it)")
     p.add_argument("--force", action="store_true", help="replace an existing destination file")

@@ -37,28 +37,50 @@ def completion_of(prompt: str, code: str) -> str:
     return code[len(prompt):] if prompt and code.startswith(prompt) and len(code) > len(prompt) else code
 
 
-def _store_pair(store: Store, *, prompt: str, chosen: str, rejected: str, chosen_reward: float | None,
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _store_pairs(store: Store, candidates) -> tuple[list[str], list[SkippedPair]]:
+    """Check and insert every candidate in one write transaction (a batch of 1000 is one commit)."""
+    created: list[str] = []
+    skipped: list[SkippedPair] = []
+    with store.transaction() as db:
+        for candidate in candidates:
+            pair_id, skip = _store_pair(store, db, **candidate)
+            if pair_id:
+                created.append(pair_id)
+            if skip:
+                skipped.append(skip)
+    return created, skipped
+
+
+def _store_pair(store: Store, db, *, prompt: str, chosen: str, rejected: str, chosen_reward: float | None,
                 rejected_reward: float | None, source: str, chosen_episode_id: str | None = None,
-                rejected_episode_id: str | None = None) -> tuple[str | None, SkippedPair | None]:
+                rejected_episode_id: str | None = None, how: str | None = None
+                ) -> tuple[str | None, SkippedPair | None]:
     skip = dict(chosen_episode_id=chosen_episode_id, rejected_episode_id=rejected_episode_id)
-    if chosen.strip() == rejected.strip():
+    if _normalised(chosen) == _normalised(rejected):
         return None, SkippedPair(reason="chosen and rejected are the same text", **skip)
     key = pair_key(prompt, chosen, rejected)
-    existing = store.rows("preferences", "pair_key = ?", [key], limit=1)
-    if existing:
-        return None, SkippedPair(reason="duplicate of an existing pair", existing_id=existing[0]["id"], **skip)
-    reversed_pair = store.rows("preferences", "pair_key = ?", [pair_key(prompt, rejected, chosen)], limit=1)
-    if reversed_pair:
+
+    def existing(k: str) -> str | None:
+        row = db.execute("select id from preferences where pair_key = ? limit 1", [k]).fetchone()
+        return row[0] if row else None
+
+    if found := existing(key):
+        return None, SkippedPair(reason="duplicate of an existing pair", existing_id=found, **skip)
+    if found := existing(pair_key(prompt, rejected, chosen)):
         return None, SkippedPair(reason="contradicts an existing pair (same texts, opposite preference)",
-                                 existing_id=reversed_pair[0]["id"], **skip)
+                                 existing_id=found, **skip)
     margin = None if chosen_reward is None or rejected_reward is None else round(chosen_reward - rejected_reward, 6)
     pair_id = new_id("pr")
-    store.insert("preferences", {
-        "id": pair_id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+    db["preferences"].insert(store._encode("preferences", {
+        "id": pair_id, "created_at": time.time(), "prompt": prompt, "chosen": chosen, "rejected": rejected,
         "chosen_reward": chosen_reward, "rejected_reward": rejected_reward, "margin": margin,
         "source": source, "chosen_episode_id": chosen_episode_id, "rejected_episode_id": rejected_episode_id,
-        "pair_key": key, "metadata": {},
-    })
+        "pair_key": key, "metadata": {"how": how or source},
+    }))
     return pair_id, None
 
 
@@ -73,14 +95,47 @@ def _from_episodes(store: Store, request: LogPreferenceInput):
     if chosen["task_key"] != rejected["task_key"]:
         raise UserError("rejected_episode_id", "the two episodes are for different tasks")
     prompt = chosen["task"]
-    yield dict(
+    source = "episodes" if request.source == "explicit" else request.source
+    return [dict(
         prompt=prompt, chosen=completion_of(prompt, chosen["code"]), rejected=completion_of(prompt, rejected["code"]),
         chosen_reward=_reward_of(store, chosen["id"]), rejected_reward=_reward_of(store, rejected["id"]),
-        source="episodes", chosen_episode_id=chosen["id"], rejected_episode_id=rejected["id"],
-    )
+        source=source, chosen_episode_id=chosen["id"], rejected_episode_id=rejected["id"], how="two episodes",
+    )]
 
 
-def _auto_pairs(store: Store, request: LogPreferenceInput, skipped: list[SkippedPair]):
+def _group_scores(store: Store) -> dict[tuple[str, str], tuple[float, float]]:
+    """(episode a, episode b) -> (score of a, score of b) in the latest group comparison that ranked both."""
+    scores: dict[tuple[str, str], tuple[float, float]] = {}
+    for comparison in store.rows("comparisons", "kind = 'group'", order_by="created_at"):
+        by_episode = {r["episode_id"]: r["score"] for r in (comparison["result"] or {}).get("ranking", [])}
+        for a, b in itertools.permutations(by_episode, 2):
+            scores[(a, b)] = (by_episode[a], by_episode[b])
+    return scores
+
+
+def _ordered(a: dict, b: dict, groups: dict, min_margin: float) -> tuple[dict, dict, str, float] | None:
+    """(better, worse, how, strength) for two judged episodes of one task, or None when neither is clearly better.
+
+    Execution first (a pass beats a failure, whatever the judge said), then a group ranking that holds
+    both, then the reward margin. Strength orders the pairs a task keeps under its cap.
+    """
+    if (a["status"] == "passed") != (b["status"] == "passed"):
+        better, worse = (a, b) if a["status"] == "passed" else (b, a)
+        return better, worse, f"execution: passed vs {worse['status']}", 2.0
+    if (a["id"], b["id"]) in groups:
+        score_a, score_b = groups[(a["id"], b["id"])]
+        how, margin, a_wins = "judge_group ranking", abs(score_a - score_b) / 10, score_a > score_b
+        strength = 1.0 + margin
+    else:
+        how, margin, a_wins = "reward margin", abs(a["reward"] - b["reward"]), a["reward"] > b["reward"]
+        strength = margin
+    if margin <= 0 or margin < min_margin:
+        return None
+    better, worse = (a, b) if a_wins else (b, a)
+    return better, worse, how, strength
+
+
+def _auto_pairs(store: Store, request: LogPreferenceInput, skipped: list[SkippedPair]) -> list[dict]:
     from roopik_rl_mcp.episodes import task_key
 
     episodes = store.judged_episodes()
@@ -89,41 +144,56 @@ def _auto_pairs(store: Store, request: LogPreferenceInput, skipped: list[Skipped
     by_task: dict[str, list[dict]] = {}
     for episode in episodes:
         by_task.setdefault(episode["task_key"], []).append(episode)
+    groups = _group_scores(store)
+    candidates = []
     for group in by_task.values():
-        group.sort(key=lambda e: e["reward"], reverse=True)
-        for better, worse in itertools.combinations(group, 2):
-            margin = better["reward"] - worse["reward"]
-            if margin < request.min_margin or margin <= 0:
-                if margin > 0:
-                    skipped.append(SkippedPair(reason="reward margin is below min_margin", margin=round(margin, 6),
-                                               chosen_episode_id=better["id"], rejected_episode_id=worse["id"]))
+        ordered = []
+        for a, b in itertools.combinations(group, 2):
+            result = _ordered(a, b, groups, request.min_margin)
+            if result is None:
+                if a["reward"] != b["reward"]:
+                    skipped.append(SkippedPair(reason="reward margin is below min_margin",
+                                               margin=round(abs(a["reward"] - b["reward"]), 6),
+                                               chosen_episode_id=a["id"], rejected_episode_id=b["id"]))
                 continue
+            ordered.append(result)
+        ordered.sort(key=lambda item: item[3], reverse=True)
+        seen: set[tuple[str, str]] = set()
+        kept = 0
+        for better, worse, how, _ in ordered:
             prompt = better["task"]
-            yield dict(
-                prompt=prompt, chosen=completion_of(prompt, better["code"]), rejected=completion_of(prompt, worse["code"]),
-                chosen_reward=better["reward"], rejected_reward=worse["reward"], source="auto",
-                chosen_episode_id=better["id"], rejected_episode_id=worse["id"],
-            )
+            chosen, rejected = completion_of(prompt, better["code"]), completion_of(prompt, worse["code"])
+            content = (_normalised(chosen), _normalised(rejected))
+            if content in seen:
+                continue  # the same two texts from other episodes
+            if kept >= request.max_pairs_per_task:
+                skipped.append(SkippedPair(reason=f"over max_pairs_per_task ({request.max_pairs_per_task})",
+                                           chosen_episode_id=better["id"], rejected_episode_id=worse["id"]))
+                continue
+            seen.add(content)
+            kept += 1
+            candidates.append(dict(
+                prompt=prompt, chosen=chosen, rejected=rejected, chosen_reward=better["reward"],
+                rejected_reward=worse["reward"], source="auto", chosen_episode_id=better["id"],
+                rejected_episode_id=worse["id"], how=how,
+            ))
+    return candidates
 
 
 def log_preference(store: Store, request: LogPreferenceInput) -> LogPreferenceOutput:
-    created: list[str] = []
     skipped: list[SkippedPair] = []
     if request.auto:
         candidates = _auto_pairs(store, request, skipped)
     elif request.chosen_episode_id:
         candidates = _from_episodes(store, request)
+    elif request.pairs is not None:
+        candidates = [pair.model_dump() for pair in request.pairs]
     else:
         candidates = [dict(prompt=request.prompt, chosen=request.chosen, rejected=request.rejected,
                            chosen_reward=request.chosen_reward, rejected_reward=request.rejected_reward,
-                           source="explicit")]
-    for candidate in candidates:
-        pair_id, skip = _store_pair(store, **candidate)
-        if pair_id:
-            created.append(pair_id)
-        if skip:
-            skipped.append(skip)
-    return LogPreferenceOutput(created=created, skipped=skipped, total_pairs=store.count("preferences"))
+                           source=request.source)]
+    created, refused = _store_pairs(store, candidates)
+    return LogPreferenceOutput(created=created, skipped=skipped + refused, total_pairs=store.count("preferences"))
 
 
 def export_preferences(store: Store, request: ExportPreferencesInput) -> ExportPreferencesOutput:

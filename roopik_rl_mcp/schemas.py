@@ -201,7 +201,116 @@ class JudgeOutputOutput(ToolModel):
     fallback: str | None = Field(None, description="judge='auto': why the offline judge was used instead of the LLM.")
 
 
+JudgeChoice = Literal["auto", "offline", "llm"]
+EndpointUrl = Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=r"^https?://")]
+
+
+class JudgePairInput(ToolModel):
+    episode_a: Identifier = Field(description="An episode id (capture_feedback).")
+    episode_b: Identifier = Field(description="Another episode of the same task.")
+    judge: JudgeChoice = Field("auto", description="auto: the LLM judge when an endpoint is configured, else "
+                               "offline (compares offline rewards).")
+    model: Label | None = Field(None, description="Judge model for the LLM judge.")
+    base_url: EndpointUrl | None = Field(None, description="OpenAI-compatible endpoint for this call.")
+
+
+class PairOrderVerdict(ToolModel):
+    shown_first: str = Field(description="The episode shown as answer A in this ordering.")
+    winner: str | None = Field(description="The episode this ordering preferred; null for a tie.")
+    rationale: str
+
+
+class JudgePairOutput(ToolModel):
+    comparison_id: str
+    winner_episode_id: str | None = Field(description="The better episode; null when it is a tie or the two "
+                                          "orderings disagreed.")
+    tie: bool
+    consistent: bool = Field(description="False when swapping the order changed the verdict (then it is a tie).")
+    verdicts: list[PairOrderVerdict] = Field(description="One verdict per ordering (A/B, then B/A).")
+    judge: str
+    model: str | None = None
+
+
+class JudgeGroupInput(ToolModel):
+    episode_ids: list[Identifier] = Field(min_length=2, max_length=12, description="2-12 episodes of one task.")
+    judge: JudgeChoice = Field("auto", description="auto: the LLM judge when an endpoint is configured, else offline.")
+    model: Label | None = Field(None, description="Judge model for the LLM judge.")
+    base_url: EndpointUrl | None = Field(None, description="OpenAI-compatible endpoint for this call.")
+    seed: int = Field(0, ge=0, le=2**31, description="Seed of the shuffled second ordering.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> JudgeGroupInput:
+        if len(set(self.episode_ids)) != len(self.episode_ids):
+            raise ValueError("episode_ids must not repeat an episode")
+        return self
+
+
+class GroupRank(ToolModel):
+    episode_id: str
+    score: float = Field(description="Mean of the two orderings' scores, 0-10.")
+    rank: int = Field(description="1 is the best.")
+
+
+class JudgeGroupOutput(ToolModel):
+    comparison_id: str
+    ranking: list[GroupRank] = Field(description="Best first.")
+    disagreement: float = Field(description="Mean absolute difference between the two orderings' scores (0-10).")
+    consistent: bool = Field(description="Both orderings put the same episode first.")
+    judge: str
+    model: str | None = None
+
+
+class JudgeStatsRow(ToolModel):
+    judge: str = Field(description="offline or llm.")
+    model: str | None
+    template_hash: str | None = Field(description="The prompt templates' hash (pairwise prompts have their own).")
+    calls: int = Field(description="Judgments made (pairwise: see pair_comparisons).")
+    cache_hits: int
+    parse_failures: int
+    retries: int
+    out_of_range: int = Field(description="Answers refused because a score was outside 0-10.")
+    prompt_tokens: int
+    completion_tokens: int
+    pair_comparisons: int
+    position_flip_rate: float | None = Field(description="Share of decisive pairwise comparisons whose two orderings "
+                                             "disagreed; null without pairwise comparisons.")
+    test_agreement: float | None = Field(description="Share of judged episodes with tests where functionality >= 5 "
+                                         "exactly when every test passed.")
+    test_agreement_n: int
+    human_agreement: float | None = Field(description="Share of human pairs (source='human') whose chosen episode "
+                                          "this judge rewarded higher.")
+    human_agreement_n: int
+
+
+class JudgeStatsOutput(ToolModel):
+    judges: list[JudgeStatsRow]
+
+
 # -- log_preference / export_preferences ----------------------------------------------------------------
+PairSource = Literal["explicit", "human", "agent"]
+MAX_BATCH_PAIRS = 1000
+
+
+class PairIn(ToolModel):
+    """One pair of a batch (`pairs`)."""
+
+    prompt: str = Field(min_length=1, description="The prompt.")
+    chosen: str = Field(min_length=1, description="The preferred response.")
+    rejected: str = Field(min_length=1, description="The worse response.")
+    chosen_reward: float | None = Field(None, ge=0, le=1, description="Reward of the preferred response (0-1).")
+    rejected_reward: float | None = Field(None, ge=0, le=1, description="Reward of the worse response (0-1).")
+    source: PairSource = Field("explicit", description="Who preferred: explicit (a script/agent), human (a person "
+                               "chose, e.g. accepted one suggestion over another), agent.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PairIn:
+        for name in ("prompt", "chosen", "rejected"):
+            _max_bytes(getattr(self, name), name)
+        if self.chosen == self.rejected:
+            raise ValueError("chosen and rejected are identical")
+        return self
+
+
 class LogPreferenceInput(ToolModel):
     prompt: str | None = Field(None, description="Explicit pair: the prompt.")
     chosen: str | None = Field(None, description="Explicit pair: the preferred response.")
@@ -209,20 +318,27 @@ class LogPreferenceInput(ToolModel):
     chosen_reward: float | None = Field(None, ge=0, le=1, description="Explicit pair: reward of the preferred "
                                         "response, on judge_output's 0-1 scale (with rejected_reward it sets the margin).")
     rejected_reward: float | None = Field(None, ge=0, le=1, description="Explicit pair: reward of the worse response (0-1).")
+    source: PairSource = Field("explicit", description="Explicit pair or two episodes: who preferred (human pairs "
+                               "measure the judges in judge_stats).")
+    pairs: list[PairIn] | None = Field(None, min_length=1, max_length=MAX_BATCH_PAIRS,
+                                       description="Many explicit pairs in one call (at most 1000).")
     chosen_episode_id: Identifier | None = Field(None, description="Pair from two episodes: the better one.")
     rejected_episode_id: Identifier | None = Field(None, description="Pair from two episodes: the worse one.")
-    auto: bool = Field(False, description="Build pairs from judged episodes of the same task.")
-    min_margin: float = Field(0.1, ge=0, le=1, description="auto: smallest reward difference worth a pair.")
+    auto: bool = Field(False, description="Build pairs from judged episodes of the same task: a passing episode "
+                       "beats a failing one, then judge-group rankings, then reward margins.")
+    min_margin: float = Field(0.1, ge=0, le=1, description="auto: smallest reward (or group score / 10) difference "
+                              "worth a pair; a pass over a failure always is.")
+    max_pairs_per_task: int = Field(10, ge=1, le=1000, description="auto: at most this many pairs per task, the "
+                                    "clearest first.")
     task: str | None = Field(None, max_length=MAX_TASK_CHARS, description="auto: only episodes of this task.")
 
     @model_validator(mode="after")
     def _one_mode(self) -> LogPreferenceInput:
         explicit = any(v is not None for v in (self.prompt, self.chosen, self.rejected))
         episodes = any(v is not None for v in (self.chosen_episode_id, self.rejected_episode_id))
-        if sum([explicit, episodes, self.auto]) != 1:
-            raise ValueError(
-                "give exactly one of: prompt+chosen+rejected, chosen_episode_id+rejected_episode_id, or auto=true"
-            )
+        if sum([explicit, episodes, self.auto, self.pairs is not None]) != 1:
+            raise ValueError("give exactly one of: prompt+chosen+rejected, pairs=[...], "
+                             "chosen_episode_id+rejected_episode_id, or auto=true")
         if explicit:
             for name in ("prompt", "chosen", "rejected"):
                 value = getattr(self, name)

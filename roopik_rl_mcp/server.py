@@ -30,11 +30,13 @@ from roopik_rl_mcp.config import paths
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation import service as evaluation
 from roopik_rl_mcp.jobs import JobManager
-from roopik_rl_mcp.judge import judge_output
+from roopik_rl_mcp.judge import compare, judge_output
+from roopik_rl_mcp.judge.stats import judge_stats
 from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
 from roopik_rl_mcp.sandbox.python_runner import prewarm as prewarm_sandbox
 from roopik_rl_mcp.schemas import (
-    CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, EvaluateCheckpointInput, ExportPreferencesInput,
+    CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
+    JudgePairOutput, JudgeStatsOutput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
     LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartJobOutput,
 )
@@ -157,10 +159,29 @@ def build_server(store: Store | None = None) -> MCPServer:
           "0.2*functionality/10 + 0.15*quality/10 + 0.15*prompt_match/10 (weights adjustable).",
           _hints("Judge an episode"),
           lambda r: judge_output(app.store, r))
+    _tool(server, "judge_pair", JudgePairInput, JudgePairOutput,
+          "Compare two episodes of the same task. The LLM judge is asked in both orders (A/B and B/A); when the "
+          "two verdicts disagree the result is a tie marked inconsistent (position bias). Offline: the offline "
+          "rewards decide. Stored; judge_stats reports each judge's position-flip rate.",
+          _hints("Compare two episodes"),
+          lambda r: compare.judge_pair(app.store, r))
+    _tool(server, "judge_group", JudgeGroupInput, JudgeGroupOutput,
+          "Rank 2-12 episodes of one task in one judge call (RULER-style), asked twice with the order shuffled; "
+          "each episode's score is the mean of the two, and the disagreement is returned. log_preference(auto) "
+          "uses the ranking for pairs.",
+          _hints("Rank a group of episodes"),
+          lambda r: compare.judge_group(app.store, r))
+    _tool(server, "judge_stats", EmptyInput, JudgeStatsOutput,
+          "How far each judge (model + prompt template) can be trusted: calls, cache hits, parse failures, "
+          "retries, out-of-range answers, tokens, pairwise position-flip rate, agreement with the tests' verdict "
+          "and with human preference pairs (source='human').",
+          _hints("Judge statistics", read_only=True, idempotent=True),
+          lambda r: judge_stats(app.store))
     _tool(server, "log_preference", LogPreferenceInput, LogPreferenceOutput,
-          "Store chosen/rejected preference pairs for DPO. Give either prompt+chosen+rejected, or "
-          "chosen_episode_id+rejected_episode_id, or auto=true to pair judged episodes of the same task whose "
-          "rewards differ by at least min_margin. Duplicates are skipped and reported.",
+          "Store chosen/rejected preference pairs for DPO. Give either prompt+chosen+rejected, or pairs=[...] "
+          "(many in one call), or chosen_episode_id+rejected_episode_id, or auto=true to pair judged episodes of "
+          "the same task (a passing episode beats a failing one, then judge_group rankings, then rewards that "
+          "differ by at least min_margin; at most max_pairs_per_task). Duplicates are skipped and reported.",
           _hints("Log preference pairs", idempotent=True),
           lambda r: preferences.log_preference(app.store, r))
     _tool(server, "export_preferences", ExportPreferencesInput, ExportPreferencesOutput,

@@ -30,7 +30,7 @@ from roopik_rl_mcp.config import prompts_dir
 from roopik_rl_mcp.judge.endpoint import Endpoint, configured, resolve
 from roopik_rl_mcp.schemas import Scores
 
-__all__ = ["JudgeUnavailable", "LLMVerdict", "configured", "judge", "template_hash"]
+__all__ = ["Answers", "JudgeUnavailable", "LLMVerdict", "ask", "configured", "judge", "template_hash"]
 
 DEFAULT_DEADLINE_S = 45.0
 """Total time for one judge_output, retries included: under the usual 60 s MCP tool timeout."""
@@ -85,15 +85,15 @@ class LLMVerdict:
 
 
 # -- the prompt ------------------------------------------------------------------------------------------
-def _fence(text: str) -> str:
+def fence(text: str) -> str:
     """Untrusted text cannot close its own fence."""
     return (text or "").replace("</untrusted-", "<\\/untrusted-")
 
 
-def template_hash() -> str:
+def template_hash(*names: str) -> str:
     """Identifies the prompt a judgment was made with (cache key and judge_stats group)."""
     digest = hashlib.sha256()
-    for name in ("judge_system.md", "judge_user.md"):
+    for name in names or ("judge_system.md", "judge_user.md"):
         digest.update((prompts_dir() / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -109,11 +109,11 @@ def _ui_section(ui: dict | None) -> str:
         "## Rendered page\n"
         f"blank: {ui.get('blank')}\n"
         f"blocked requests: {', '.join((ui.get('blocked_requests') or [])[:10]) or '(none)'}\n"
-        f"uncaught page errors:\n<untrusted-page-errors>\n{_fence(page_errors) or '(none)'}\n</untrusted-page-errors>\n"
-        f"console:\n<untrusted-console>\n{_fence(console) or '(none)'}\n</untrusted-console>\n"
-        f"ARIA snapshot (truncated):\n<untrusted-aria>\n{_fence((ui.get('aria_snapshot') or '(none)')[:4000])}\n"
+        f"uncaught page errors:\n<untrusted-page-errors>\n{fence(page_errors) or '(none)'}\n</untrusted-page-errors>\n"
+        f"console:\n<untrusted-console>\n{fence(console) or '(none)'}\n</untrusted-console>\n"
+        f"ARIA snapshot (truncated):\n<untrusted-aria>\n{fence((ui.get('aria_snapshot') or '(none)')[:4000])}\n"
         "</untrusted-aria>\n"
-        f"visible text (truncated):\n<untrusted-page-text>\n{_fence((ui.get('visible_text') or '(none)')[:2000])}\n"
+        f"visible text (truncated):\n<untrusted-page-text>\n{fence((ui.get('visible_text') or '(none)')[:2000])}\n"
         "</untrusted-page-text>"
     )
 
@@ -122,15 +122,15 @@ def render_user(episode: dict) -> str:
     errors = "\n".join(f"- {e.get('kind')}: {e.get('message')} (line {e.get('line')})"
                        for e in episode.get("errors") or [])
     return (prompts_dir() / "judge_user.md").read_text().format_map({
-        "task": _fence(episode["task"]),
+        "task": fence(episode["task"]),
         "language": episode.get("language") or "python",
-        "code": _fence(episode["code"][:20_000]),
+        "code": fence(episode["code"][:20_000]),
         "status": episode["status"],
         "tests_passed": episode.get("tests_passed") or 0,
         "tests_total": episode.get("tests_total") or 0,
-        "errors": _fence(errors) or "(none)",
-        "stdout": _fence((episode.get("stdout") or "")[:2000]) or "(empty)",
-        "stderr": _fence((episode.get("stderr") or "")[:2000]) or "(empty)",
+        "errors": fence(errors) or "(none)",
+        "stdout": fence((episode.get("stdout") or "")[:2000]) or "(empty)",
+        "stderr": fence((episode.get("stderr") or "")[:2000]) or "(empty)",
         "ui": _ui_section(episode.get("ui")),
     })
 
@@ -159,14 +159,16 @@ def _json_object(text: str) -> dict:
     raise ValueError(f"no JSON object in the answer: {text[:200]!r}")
 
 
-def parse_verdict(text: str, stats: CallStats) -> Verdict:
+def parse_answer(text: str, stats: CallStats, answer: type[BaseModel] = None) -> BaseModel:  # type: ignore[assignment]
+    """The answer as `answer` (default Verdict), validated; a ValueError says what was wrong."""
+    answer = answer or Verdict
     try:
         data = _json_object(text or "")
     except ValueError:
         stats.parse_failures += 1
         raise
     try:
-        return Verdict.model_validate({**data, "rationale": str(data.get("rationale") or "")})
+        return answer.model_validate({**data, "rationale": str(data.get("rationale") or "")})
     except ValidationError as exc:
         if any(e["type"] in ("less_than_equal", "greater_than_equal") for e in exc.errors()):
             stats.out_of_range += 1
@@ -176,10 +178,11 @@ def parse_verdict(text: str, stats: CallStats) -> Verdict:
 
 
 # -- calling -----------------------------------------------------------------------------------------------
-def _response_format(kind: str) -> dict[str, Any] | None:
+def _response_format(kind: str, answer: type[BaseModel]) -> dict[str, Any] | None:
     if kind == "json_schema":
-        schema = Verdict.model_json_schema()
-        return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": False}}
+        schema = answer.model_json_schema()
+        return {"type": "json_schema", "json_schema": {"name": answer.__name__.lower(), "schema": schema,
+                                                        "strict": False}}
     if kind == "json_object":
         return {"type": "json_object"}
     return None
@@ -194,9 +197,9 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-async def _one_verdict(client: Any, endpoint: Endpoint, messages: list[dict], temperature: float,
-                       deadline: float, stats: CallStats) -> Verdict:
-    """One validated verdict, retrying what is worth retrying before `deadline` (monotonic seconds)."""
+async def _one_answer(client: Any, endpoint: Endpoint, messages: list[dict], temperature: float,
+                      deadline: float, stats: CallStats, answer: type[BaseModel]) -> BaseModel:
+    """One validated answer, retrying what is worth retrying before `deadline` (monotonic seconds)."""
     import openai
 
     key = (endpoint.base_url, endpoint.model)
@@ -211,7 +214,7 @@ async def _one_verdict(client: Any, endpoint: Endpoint, messages: list[dict], te
         kind = FORMATS[_refused_formats.get(key, 0)]
         stats.response_format = kind
         request: dict[str, Any] = {"model": endpoint.model, "messages": conversation, "temperature": temperature}
-        if (response_format := _response_format(kind)) is not None:
+        if (response_format := _response_format(kind, answer)) is not None:
             request["response_format"] = response_format
         pause = min(MAX_BACKOFF_S, 0.25 * 2 ** attempt)
         try:
@@ -252,7 +255,7 @@ async def _one_verdict(client: Any, endpoint: Endpoint, messages: list[dict], te
             last_problem = "the answer has no choices"
             continue
         try:
-            return parse_verdict(text, stats)
+            return parse_answer(text, stats, answer)
         except ValueError as exc:
             last_problem = f"invalid verdict ({exc})"
             conversation = [*messages, {"role": "assistant", "content": text[:4000]},
@@ -262,39 +265,55 @@ async def _one_verdict(client: Any, endpoint: Endpoint, messages: list[dict], te
                            f"deadline {deadline_s():.0f} s)")
 
 
-async def _judge(endpoint: Endpoint, messages: list[dict], samples: int, deadline: float,
-                 stats: CallStats) -> list[Verdict]:
+async def _ask_all(endpoint: Endpoint, conversations: list[list[dict]], temperature: float, deadline: float,
+                   stats: CallStats, answer: type[BaseModel]) -> list[BaseModel]:
     import openai
 
     client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0)
     try:
-        temperature = 0.0 if samples == 1 else SAMPLE_TEMPERATURE
-        return list(await asyncio.gather(*(_one_verdict(client, endpoint, messages, temperature, deadline, stats)
-                                           for _ in range(samples))))
+        return list(await asyncio.gather(*(_one_answer(client, endpoint, messages, temperature, deadline, stats, answer)
+                                           for messages in conversations)))
     finally:
         await client.close()
 
 
-def judge(episode: dict, model: str | None = None, samples: int = 1, base_url: str | None = None) -> LLMVerdict:
-    """n verdicts (n = samples; temperature > 0 when n > 1), combined by their median, with the spread."""
+@dataclass
+class Answers:
+    answers: list[BaseModel]
+    endpoint: Endpoint
+    stats: CallStats
+    latency_ms: int
+
+
+def ask(conversations: list[list[dict]], answer: type[BaseModel], *, model: str | None = None,
+        base_url: str | None = None, temperature: float = 0.0) -> Answers:
+    """One validated `answer` per conversation, all concurrently, inside one deadline."""
     endpoint = resolve(model, base_url)
     stats = CallStats()
     started = time.monotonic()
     try:
-        verdicts = asyncio.run(_judge(endpoint, messages_for(episode), samples, started + deadline_s(), stats))
+        answers = asyncio.run(_ask_all(endpoint, conversations, temperature, started + deadline_s(), stats, answer))
     except JudgeUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the endpoint did, the caller gets a clear reason
         raise JudgeUnavailable(f"judge endpoint failed: {exc.__class__.__name__}: {str(exc)[:300]}") from None
+    return Answers(answers, endpoint, stats, int((time.monotonic() - started) * 1000))
+
+
+def judge(episode: dict, model: str | None = None, samples: int = 1, base_url: str | None = None) -> LLMVerdict:
+    """n verdicts (n = samples; temperature > 0 when n > 1), combined by their median, with the spread."""
+    temperature = 0.0 if samples == 1 else SAMPLE_TEMPERATURE
+    asked = ask([messages_for(episode)] * samples, Verdict, model=model, base_url=base_url, temperature=temperature)
+    verdicts: list[Verdict] = asked.answers  # type: ignore[assignment]
     names = ("functionality", "quality", "prompt_match")
     values = {name: [getattr(v, name) for v in verdicts] for name in names}
     scores = Scores(**{name: round(statistics.median(values[name]), 2) for name in names})
     middle = min(verdicts, key=lambda v: sum(abs(getattr(v, n) - getattr(scores, n)) for n in names))
     return LLMVerdict(
-        scores=scores, rationale=middle.rationale, model=endpoint.model,
+        scores=scores, rationale=middle.rationale, model=asked.endpoint.model,
         samples=[{name: getattr(v, name) for name in names} for v in verdicts],
         spread={name: round(max(values[name]) - min(values[name]), 2) for name in names},
-        stats=stats, latency_ms=int((time.monotonic() - started) * 1000),
-        settings={"temperature": 0.0 if samples == 1 else SAMPLE_TEMPERATURE, "samples": samples,
-                  "response_format": stats.response_format, "base_url": endpoint.base_url},
+        stats=asked.stats, latency_ms=asked.latency_ms,
+        settings={"temperature": temperature, "samples": samples, "response_format": asked.stats.response_format,
+                  "base_url": asked.endpoint.base_url},
     )
