@@ -37,6 +37,8 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1.0, 120.0
 BROWSER_MARGIN_S = 20.0
 """Beyond timeout_s, the time a capture may take to start the browser and close its context."""
 COMPONENT_URL = "/component.js"
+_DEVTOOLS_HINT = "Download the React DevTools"
+"""React's development build says this on every page; it is not feedback."""
 
 
 def status_of(result: UICaptureResult, timed_out: bool) -> Status:
@@ -137,6 +139,7 @@ def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[s
         resources["/"] = ("text/html; charset=utf-8", _component_html(filename, built.groups))
         maps[f"{ORIGIN}{COMPONENT_URL}"] = SourceMap(built.map)
         rename = {name: _display_source(name) for name in json.loads(built.map).get("sources", [])}
+        rename.update({f"{ORIGIN}/roopik/vendor/{g}.js": f"vendor/{g}.js" for g in built.groups})
 
     spec = PageSpec(resources=resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
     browser_host = host()
@@ -200,6 +203,8 @@ def _fill(result: UICaptureResult, outcome, mapper: StackMapper, filename: str) 
     for event in outcome.events:
         data = event.data
         if event.kind == "console":
+            if str(data.get("text", "")).startswith(_DEVTOOLS_HINT):
+                continue
             result.console.append(ConsoleMessage(
                 level=str(data.get("level", "log")), text=str(data.get("text", "")),
                 location=_console_location(mapper, str(data.get("stack", "")), filename)))

@@ -58,32 +58,64 @@
     post("unhandledrejection", errorData(event.reason, "unhandled rejection"));
   }, true);
 
+  // console.log/info/warn/error/debug become accessors that always report, then call whatever the page
+  // installed. They cannot be redefined (configurable: false); Object.defineProperty/defineProperties on
+  // them (React's disableLogs does this while it builds component stacks) change what is called, not
+  // the reporting. Assigning the wrapper back (restoring a saved console.error) undoes the last change.
   const nativeConsole = console;
+  const realDefineProperty = Object.defineProperty;
+  const realDefineProperties = Object.defineProperties;
+  const hooks = new Map();
   for (const level of ["log", "info", "warn", "error", "debug"]) {
     const native = nativeConsole[level];
+    const saved = [];
     let current = native;
     let depth = 0;
     const wrapper = function (...args) {
       if (depth > 0) return native.apply(nativeConsole, args); // the page's replacement called the original
       depth += 1;
       try {
-        post("console", { level, text: format(args), stack: String(new Error().stack || "") });
+        // React's disableLogs() silences the console while it re-runs a component to find its stack
+        // (the calls it makes then are duplicates, or "Invalid hook call" from its probe).
+        if (current.__reactDisabledLog !== true) post("console", { level, text: format(args), stack: String(new Error().stack || "") });
         return current.apply(this, args);
       } finally {
         depth -= 1;
       }
     };
-    Object.defineProperty(nativeConsole, level, {
-      get() { return wrapper; },
-      set(value) { current = typeof value === "function" ? value : native; },
-      enumerable: true, configurable: false,
-    });
+    const install = (value) => {
+      if (value === wrapper) { current = saved.length ? saved.pop() : native; return; }
+      if (saved.length < 64) saved.push(current);
+      current = typeof value === "function" ? value : native;
+    };
+    hooks.set(level, install);
+    realDefineProperty(nativeConsole, level, { get() { return wrapper; }, set: install, enumerable: true, configurable: false });
   }
-  Object.defineProperty(window, "console", { value: nativeConsole, writable: false, configurable: false });
-  Object.defineProperty(window, "__roopikReport", {
+  const redirect = (target, key, descriptor) => {
+    if (target !== nativeConsole || !hooks.has(key) || !descriptor) return false;
+    if ("value" in descriptor) hooks.get(key)(descriptor.value);
+    else if (typeof descriptor.get === "function") hooks.get(key)(descriptor.get.call(target));
+    return true;
+  };
+  realDefineProperty(Object, "defineProperty", {
+    value: function defineProperty(target, key, descriptor) {
+      return redirect(target, key, descriptor) ? target : realDefineProperty(target, key, descriptor);
+    }, writable: false, configurable: false, enumerable: false,
+  });
+  realDefineProperty(Object, "defineProperties", {
+    value: function defineProperties(target, descriptors) {
+      if (target !== nativeConsole || descriptors === null || typeof descriptors !== "object")
+        return realDefineProperties(target, descriptors);
+      const rest = {};
+      for (const key of Reflect.ownKeys(descriptors)) if (!redirect(target, key, descriptors[key])) rest[key] = descriptors[key];
+      return realDefineProperties(target, rest);
+    }, writable: false, configurable: false, enumerable: false,
+  });
+  realDefineProperty(window, "console", { value: nativeConsole, writable: false, configurable: false });
+  realDefineProperty(window, "__roopikReport", {
     value: (_kind, data) => post("render", { message: clip(String(data.message || "")), stack: clip(String(data.stack || "")),
                                         componentStack: clip(String(data.componentStack || "")) }),
     writable: false, configurable: false, enumerable: false,
   });
-  Object.defineProperty(window, "__roopikDropped", { value: () => dropped, writable: false, configurable: false, enumerable: false });
+  realDefineProperty(window, "__roopikDropped", { value: () => dropped, writable: false, configurable: false, enumerable: false });
 })();

@@ -285,5 +285,7 @@ async def _close(context: BrowserContext) -> bool:
         await asyncio.wait_for(context.close(), CONTEXT_CLOSE_TIMEOUT_S)
         return True
     except Exception as error:
-        logger.warning("UI capture context did not close: %s", error)
+        if "has been closed" in str(error):  # the browser went first (shutdown, crash): nothing left open
+            return True
+        logger.warning("UI capture context did not close: %s", str(error).splitlines()[0] if str(error) else error)
         return False
