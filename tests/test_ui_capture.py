@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -28,6 +29,7 @@ except ImportError:
     _missing = _missing or "the playwright package is not installed (pip install playwright)"
 pytestmark = pytest.mark.skipif(bool(_missing), reason=f"UI capture needs its runtime: {_missing}")
 
+REPO = Path(__file__).resolve().parent.parent
 BWRAP = subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode == 0
 
 LOGIN = """import { useState } from "react";
@@ -339,3 +341,56 @@ def test_importing_the_package_does_not_import_playwright() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def _namespace(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+@pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed (apt-get install bubblewrap)")
+def test_browser_and_build_worker_run_sandboxed() -> None:
+    import psutil
+
+    capture_ui(LOGIN, "tsx")
+    def live(process: psutil.Process) -> tuple[str, str] | None:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process.name(), " ".join(process.cmdline())
+        except psutil.Error:
+            return None
+
+    sandboxed = []
+    for process in psutil.Process().children(recursive=True):
+        seen = live(process)
+        # the Playwright driver (node, unsandboxed by design: it is the trusted side of the pipe) is left out
+        if seen and seen[0] in ("chromium", "node", "esbuild") and "playwright/driver" not in seen[1]:
+            sandboxed.append(process)
+    names = {p.name() for p in sandboxed}
+    assert {"chromium", "node"} <= names, names
+    for process in sandboxed:
+        assert process.uids().real == 65534, (process.name(), process.uids())
+        assert _namespace(process.pid, "net") != _namespace("self", "net"), process.name()
+        assert _namespace(process.pid, "mnt") != _namespace("self", "mnt"), process.name()
+        root = f"/proc/{process.pid}/root"
+        assert not os.path.exists(f"{root}{REPO}/pyproject.toml"), process.name()  # the repository: no
+        assert not os.path.exists(f"{root}{os.path.expanduser('~')}/.bashrc"), process.name()  # the home: no
+
+
+def test_popups_downloads_and_file_urls_get_nothing() -> None:
+    code = """import { useEffect, useState } from "react";
+export default function Escape() {
+  const [file, setFile] = useState("pending");
+  useEffect(() => {
+    window.open("https://example.com/popup");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob(["x"])); link.download = "x.txt"; document.body.append(link); link.click();
+    fetch("file:///etc/passwd").then(() => setFile("read"), () => setFile("refused"));
+  }, []);
+  return <p>{file}</p>;
+}
+"""
+    result = capture_ui(code, "tsx", ui_checks=[{"action": "expect_text", "selector": "p", "value": "refused"}])
+    assert result.status == "passed", result.checks
+    assert "https://example.com/popup" in result.blocked_requests
+    assert any(note.startswith("popup closed") for note in result.notes), result.notes
