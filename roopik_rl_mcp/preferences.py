@@ -197,7 +197,7 @@ def log_preference(store: Store, request: LogPreferenceInput) -> LogPreferenceOu
 
 
 def export_preferences(store: Store, request: ExportPreferencesInput) -> ExportPreferencesOutput:
-    """Writes `prompt, chosen, rejected` JSONL (what TRL's DPOTrainer reads) and a manifest beside it.
+    """Writes TRL's preference format (JSONL) and a manifest beside it, optionally a dataset folder too.
 
     The client's path is confined (see client_paths); pairs with no known margin (explicit pairs given
     without rewards) are a direct preference and are always included.
@@ -206,33 +206,116 @@ def export_preferences(store: Store, request: ExportPreferencesInput) -> ExportP
         target = export_target(request.path)
     else:
         target = paths().exports / f"preferences-{time.strftime('%Y%m%d-%H%M%S')}-{new_id('x')[2:]}.jsonl"
-    manifest_path = manifest_path_for(target)
-    for path in (target, manifest_path):
+    for path in (target, manifest_path_for(target)):
         check_writable(path, request.overwrite)
-    return write_export(store, target, request.min_margin, overwrite=request.overwrite)
+    if request.dataset_dir:
+        folder = dataset_dir_for(target)
+        if (folder.exists() or folder.is_symlink()) and not (request.overwrite and folder.is_dir()
+                                                             and not folder.is_symlink()):
+            raise UserError("dataset_dir", f"{folder} exists; pass overwrite=true to replace it")
+    return write_export(store, target, request, overwrite=request.overwrite)
 
 
 def manifest_path_for(target: Path) -> Path:
     return target.with_name(target.stem + ".manifest.json")
 
 
-def write_export(store: Store, target: Path, min_margin: float, overwrite: bool = False) -> ExportPreferencesOutput:
+def dataset_dir_for(target: Path) -> Path:
+    return target.with_name(target.stem + ".dataset")
+
+
+def _row(pair: dict, conversational: bool) -> dict:
+    """One pair in TRL's standard or conversational preference format."""
+    if not conversational:
+        return {"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]}
+    return {"prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
+
+
+def _selected(store: Store, request: ExportPreferencesInput) -> tuple[list[dict], dict[str, int], list[str]]:
+    """The pairs the filters keep, how many each filter left out, and the ids flagged as contaminated."""
+    from roopik_rl_mcp.contamination import overlaps_benchmark
+
+    languages = {e["id"]: e["language"] for e in store.rows("episodes")} if request.languages else {}
+    left_out = {"below_margin": 0, "source": 0, "language": 0, "date": 0, "contaminated": 0}
+    kept, flagged = [], []
+    for pair in store.rows("preferences"):
+        if pair["margin"] is not None and pair["margin"] < request.min_margin:
+            left_out["below_margin"] += 1
+        elif request.sources and pair["source"] not in request.sources:
+            left_out["source"] += 1
+        elif request.languages and languages.get(pair.get("chosen_episode_id") or "") not in request.languages:
+            left_out["language"] += 1
+        elif (request.since and pair["created_at"] < request.since) or (request.until and pair["created_at"] >= request.until):
+            left_out["date"] += 1
+        elif request.contamination != "off" and overlaps_benchmark(pair["prompt"]):
+            if request.contamination == "drop":
+                left_out["contaminated"] += 1
+            else:
+                flagged.append(pair["id"])
+                kept.append(pair)
+        else:
+            kept.append(pair)
+    return kept, left_out, flagged
+
+
+def _judges_of(store: Store, pairs: list[dict]) -> list[dict]:
+    """Which judge models and prompt templates scored the episodes behind these pairs."""
+    episode_ids = {p[k] for p in pairs for k in ("chosen_episode_id", "rejected_episode_id") if p.get(k)}
+    seen: dict[tuple, int] = {}
+    for episode_id in episode_ids:
+        judgment = store.latest_judgment(episode_id)
+        if judgment:
+            key = (judgment["judge"], judgment.get("model"), judgment.get("template_hash"))
+            seen[key] = seen.get(key, 0) + 1
+    return [{"judge": j, "model": m, "template_hash": t, "episodes": n} for (j, m, t), n in sorted(seen.items(), key=str)]
+
+
+def write_export(store: Store, target: Path, request: ExportPreferencesInput | None = None,
+                 overwrite: bool = False) -> ExportPreferencesOutput:
     """The export itself, to a path the caller has already vetted (a client's, or a job's own directory)."""
-    rows = store.rows("preferences")
-    kept = [r for r in rows if r["margin"] is None or r["margin"] >= min_margin]
-    lines = (json.dumps({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}) + "\n" for r in kept)
-    write_atomically(target, lines, overwrite)
+    request = request or ExportPreferencesInput()
+    kept, left_out, flagged = _selected(store, request)
+    conversational = request.format == "conversational"
+    rows = [_row(pair, conversational) for pair in kept]
+    write_atomically(target, (json.dumps(row) + "\n" for row in rows), overwrite)
+    folder = None
+    if request.dataset_dir:
+        folder = _save_dataset(rows, dataset_dir_for(target))
     manifest_path = manifest_path_for(target)
     manifest = {
         "path": str(target),
+        "dataset_dir": str(folder) if folder else None,
         "n_pairs": len(kept),
-        "skipped_below_margin": len(rows) - len(kept),
-        "filters": {"min_margin": min_margin},
-        "sources": {s: sum(r["source"] == s for r in kept) for s in ("explicit", "episodes", "auto")},
+        "left_out": left_out,
+        "filters": request.model_dump(include={"min_margin", "sources", "languages", "since", "until", "contamination"}),
+        "sources": {s: sum(r["source"] == s for r in kept) for s in sorted({r["source"] for r in kept})},
+        "how": {h: sum((r.get("metadata") or {}).get("how") == h for r in kept)
+                for h in sorted({(r.get("metadata") or {}).get("how") or r["source"] for r in kept})},
+        "contamination": {"benchmark": "HumanEval", "method": "shared 10-word run in the prompt",
+                          "flagged_pair_ids": flagged, "dropped": left_out["contaminated"]},
+        "judges": _judges_of(store, kept),
         "pair_ids": [r["id"] for r in kept],
-        "format": "TRL preference JSONL: prompt, chosen, rejected",
+        "format": f"TRL preference JSONL ({request.format}): prompt, chosen, rejected",
         "created_at": time.time(),
     }
     write_atomically(manifest_path, [json.dumps(manifest, indent=2)], overwrite=True)
-    return ExportPreferencesOutput(path=str(target), manifest_path=str(manifest_path), n_pairs=len(kept),
-                                   skipped_below_margin=len(rows) - len(kept))
+    return ExportPreferencesOutput(path=str(target), manifest_path=str(manifest_path),
+                                   dataset_dir=str(folder) if folder else None, n_pairs=len(kept),
+                                   skipped_below_margin=left_out["below_margin"],
+                                   contaminated=len(flagged) or left_out["contaminated"])
+
+
+def _save_dataset(rows: list[dict], folder: Path) -> Path:
+    """A Hugging Face dataset folder, written beside and then moved into place (nothing half-written)."""
+    import shutil
+
+    from datasets import Dataset
+
+    staging = folder.with_name(f".{folder.name}.{new_id('tmp')}")
+    Dataset.from_list(rows).save_to_disk(str(staging))
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
+    return folder

