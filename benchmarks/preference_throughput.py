@@ -1,4 +1,5 @@
-"""log_preference calls per second over stdio (each a distinct explicit pair, so each is a real insert).
+"""log_preference calls per second over stdio (each a distinct explicit pair, so each is a real insert),
+and pairs per second when they come in batches of 500 (`pairs=[...]`).
 
 Baselines in the same run: raw sqlite-utils inserts of the same rows into a WAL database, one
 transaction each, and the service layer called directly (no MCP): the gap between that and the tool
@@ -58,11 +59,18 @@ async def main() -> None:
             result = await client.call_tool("log_preference", row)
             assert result.structured_content["skipped"][0]["reason"].startswith("duplicate")
         dup_rate = (CALLS // 3) / (time.perf_counter() - started)
+        batch_rows = [{**row, "prompt": f"batch {row['prompt']}"} for row in rows(CALLS * 10)]
+        started = time.perf_counter()
+        for start in range(0, len(batch_rows), 500):
+            result = await client.call_tool("log_preference", {"pairs": batch_rows[start:start + 500]})
+            assert not result.is_error and len(result.structured_content["created"]) == 500
+        batch_rate = len(batch_rows) / (time.perf_counter() - started)
     print(f"log_preference, {CALLS} distinct explicit pairs, sequential calls over stdio")
     print(f"  raw sqlite-utils insert (baseline) {raw_rate:9.0f} rows/s")
     print(f"  service layer, same process        {service_rate:9.0f} calls/s  (validation, dedup, insert)")
     print(f"  log_preference (new pairs)         {rate:9.0f} calls/s")
     print(f"  log_preference (duplicates)        {dup_rate:9.0f} calls/s")
+    print(f"  log_preference(pairs=[500 x])      {batch_rate:9.0f} pairs/s  ({batch_rate / rate:.1f}x single calls)")
 
 
 if __name__ == "__main__":
