@@ -25,8 +25,9 @@ _JS = re.compile(
     re.M,
 )
 _TS = re.compile(
-    r"^\s*(export\s+)?(interface|type)\s+\w+|:\s*(string|number|boolean|void|any|unknown|React\.\w+)\b"
-    r"|\bas\s+const\b|<\w+Props>|\w+\?:\s",
+    r"^\s*(export\s+)?(interface|type)\s+\w+|:\s*(string|number|boolean|void|any|unknown|never|React\.\w+)\b"
+    r"|\bas\s+(const|string|number|any|unknown|HTML\w+)\b|<\w+Props>|\w+\?:\s"
+    r"|\b\w+<[\w\s|\[\],.<>]+>\(|\)\s*:\s*[\w.<>\[\]|]+\s*(=>|\{)|\bReact\.FC\b|:\s*\w+\[\]",
     re.M,
 )
 

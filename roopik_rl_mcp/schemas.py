@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from roopik_rl_mcp.config import MAX_CODE_BYTES
 from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
+from roopik_rl_mcp.ui.models import UICheck
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -38,6 +39,7 @@ MAX_MESSAGES = 200
 MAX_PNG_BASE64_CHARS = 28_000_000
 """A 20 MB PNG, base64-encoded."""
 Message = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+MAX_UI_CHECKS = 100
 Backend = Literal["auto", "sandbox", "browser", "roopik", "artifacts"]
 
 
@@ -111,6 +113,14 @@ class CaptureFeedbackInput(ToolModel):
         None, description="UI: a Vite project on disk to build with its own node_modules and render (instead of "
         "a single component in `code`; `code` may then hold the main file for the judge). Read only.")
     viewport: Viewport = Field(default_factory=Viewport, description="UI: the browser window size.")
+    ui_checks: list[UICheck] | None = Field(
+        None, max_length=MAX_UI_CHECKS, description="UI: steps run in order against the rendered page with Playwright "
+        "locators. Actions: click, fill (value), press (value = key), hover, select (value), wait_for; expectations "
+        "(each one test): expect_visible, expect_hidden, expect_text (contains value), expect_count (count), "
+        "expect_value (value), expect_no_errors. An action that fails fails the expectations after it.")
+    screenshots_at_ms: list[Annotated[int, Field(ge=0, le=60_000)]] | None = Field(
+        None, min_length=1, max_length=10, description="UI: when to take screenshots, in ms after the page settled "
+        "(e.g. [0, 1000] for animations); default one at once. The last is returned as image content.")
     backend: Backend = Field(
         "auto", description="auto: Python in the sandbox, UI code in the local headless browser, or `artifacts` "
         "when screenshot_png_base64/console_errors/build_errors are given; roopik: the Roopik IDE's own browser.")

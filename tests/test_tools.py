@@ -89,11 +89,10 @@ async def test_log_preference_explicit_episode_and_auto_pairs(client, store, tmp
 REACT = 'export default function Hello() {\n  return <button className="px-4">Hi</button>;\n}\n'
 
 
-async def test_ui_language_gets_a_clear_error_and_stores_nothing(client, store):
-    message = await call_error(client, "capture_feedback", task="a button", code="<button>hi</button>", language="html")
-    assert "language" in message and store.count("episodes") == 0
-    inferred = await call_error(client, "capture_feedback", task="a button", code=REACT)
-    assert "'jsx' (inferred from the code" in inferred and "nothing was stored" in inferred
+async def test_a_language_no_executor_runs_is_a_clear_error_and_stores_nothing(client, store):
+    message = await call_error(client, "capture_feedback", task="a button", code=REACT, backend="sandbox")
+    assert "'jsx' (inferred from the code" in message and "nothing was stored" in message
+    assert "browser (UI code" in message, "the error says what can run it"
     assert store.count("episodes") == 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from roopik_rl_mcp.execution import artifacts, python
+from roopik_rl_mcp.execution import artifacts, browser, python
+from roopik_rl_mcp.languages import UI_LANGUAGES
 from roopik_rl_mcp.execution.base import Execution, UIObservation, register, select
 
 if TYPE_CHECKING:
@@ -20,13 +21,20 @@ def _python(request: CaptureFeedbackInput, language: str) -> bool:
     return language == "python" and request.backend in ("auto", "sandbox")
 
 
+def _browser(request: CaptureFeedbackInput, language: str) -> bool:
+    return language in UI_LANGUAGES and request.backend in ("auto", "browser")
+
+
 register("artifacts", "screenshot_png_base64, console_errors or build_errors given", _artifacts, artifacts.record)
 register("sandbox", "language python", _python, python.run)
+register("browser", "UI code (tsx/jsx/ts/js/html) in the local headless Chromium", _browser, browser.run)
 
 
 def execute(request: CaptureFeedbackInput, language: str) -> Execution:
-    """Run the request with the first executor that handles it (a UserError naming `language` if none does)."""
-    return select(request, language).executor(request)
+    """Run the request with the first executor that handles it (a UserError naming `language` if none does).
+
+    The executor sees the request with `language` filled in (given or inferred)."""
+    return select(request, language).executor(request.model_copy(update={"language": language}))
 
 
 __all__ = ["Execution", "UIObservation", "execute"]
