@@ -46,10 +46,13 @@ logger = logging.getLogger("roopik_rl_mcp")
 JOB_POLL_S = 2.0
 
 INSTRUCTIONS = """\
-roopik-rl-mcp turns coding sessions into training data. Typical loop: capture_feedback (run code against
-tests, get an episode_id) -> judge_output (scores + reward) -> log_preference (pairs, or auto=true) ->
-start_dpo (background LoRA DPO job) -> job_status until done -> evaluate_checkpoint (pass@k, base vs adapter).
-Training and evaluation return a job_id at once; poll job_status. Data: episodes://{id}, jobs://{id}."""
+roopik-rl-mcp turns coding sessions into training data. Typical loop: capture_feedback (run Python against
+tests, or build and render UI code - React/TSX components, HTML pages - in a sandboxed headless browser with
+optional ui_checks; get an episode_id and, for UI, a screenshot) -> judge_output (scores + reward; judge_pair /
+judge_group to compare answers) -> log_preference (pairs, or auto=true) -> export_preferences or start_dpo
+(background LoRA DPO job) -> job_status until done -> evaluate_checkpoint (pass@k, base vs adapter).
+Training and evaluation return a job_id at once; poll job_status. Data: episodes://{id}, jobs://{id},
+artifacts://{id} (screenshots)."""
 
 In = TypeVar("In", bound=BaseModel)
 
@@ -146,10 +149,16 @@ def build_server(store: Store | None = None) -> MCPServer:
     server = MCPServer("roopik-rl-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
 
     _tool(server, "capture_feedback", CaptureFeedbackInput, CaptureFeedbackOutput,
-          "Run generated code in the sandbox and record the outcome as an episode. Python code runs against "
-          "`tests` (HumanEval `check(candidate)` with `entry_point`, plain asserts, test_* functions, or "
-          "pytest-style `class Test...` or unittest.TestCase methods; each assert counts separately). Returns "
-          "episode_id, status (passed/failed/error/timeout/build_error/no_tests), test counts, errors with line numbers, and output. Pass episode_id to judge_output next.",
+          "Run generated code and record the outcome as an episode. Python runs in the sandbox against `tests` "
+          "(HumanEval `check(candidate)` with `entry_point`, plain asserts, test_* functions, pytest-style `class "
+          "Test...` or unittest.TestCase methods; each assert counts separately). UI code (language tsx/jsx/ts/js: "
+          "a module whose default export is a React component, bare imports of react, lucide-react, clsx, "
+          "framer-motion, recharts, Tailwind classes; html: a whole page) is built and rendered in a sandboxed "
+          "headless Chromium with no network; `ui_checks` run against the page, each expectation one test; the "
+          "screenshot comes back as an image. `language` is inferred when omitted. Already have a screenshot and "
+          "errors from your own browser? Pass screenshot_png_base64/console_errors/build_errors to record them. "
+          "Returns episode_id, status (passed/failed/error/timeout/build_error/no_tests), test counts, errors with "
+          "line numbers, output, UI observations. Pass episode_id to judge_output next.",
           _hints("Run code and record feedback"),
           lambda r: episodes.capture_feedback(app.store, r), images=lambda out: _screenshot(app, out))
     _tool(server, "judge_output", JudgeOutputInput, JudgeOutputOutput,
