@@ -1,7 +1,8 @@
 """`roopik-rl-mcp demo`: the whole loop, offline, as an MCP client of the real server over stdio.
 
 HumanEval tasks -> candidates (the canonical solution and broken variants of it, or samples from an
-OpenAI-compatible endpoint when ROOPIK_GENERATOR_BASE_URL is set) -> capture_feedback -> judge_output ->
+OpenAI-compatible endpoint when ROOPIK_GENERATOR_BASE_URL is set), and React UI tasks with correct and
+broken components (demo_ui.py) -> capture_feedback -> judge_output ->
 log_preference(auto) -> start_dpo on the tiny model -> evaluate_checkpoint base vs adapter -> summary.
 """
 
@@ -108,6 +109,19 @@ async def _sleep(seconds: float) -> None:
     await anyio.sleep(seconds)
 
 
+async def ui_capture(client: Client) -> list[dict]:
+    """The UI tasks, or one line saying why they were skipped (no browser or npm runtime installed)."""
+    from roopik_rl_mcp.demo_ui import capture_ui_tasks
+    from roopik_rl_mcp.ui import runtime_problem
+    from roopik_rl_mcp.ui.runtime import chromium_path
+
+    problem = runtime_problem() or (None if chromium_path() else "Chromium is not installed (apt-get install chromium)")
+    if problem:
+        say(f"  skipped: {problem}")
+        return []
+    return await capture_ui_tasks(client, call, say)
+
+
 async def run_demo(options: DemoOptions) -> int:
     started = time.monotonic()
     home = options.home or str(paths().home)
@@ -134,6 +148,10 @@ async def run_demo(options: DemoOptions) -> int:
                                  "scores": jd["scores"]})
                 say(f"  {task.task_id:<14} {name:<18} {fb['status']:<11} tests {fb['tests_passed']}/"
                     f"{fb['tests_total']:<3} reward {jd['reward']:.3f}")
+
+        say("\n1b. capture_feedback on UI: React components rendered in the sandboxed browser, with ui_checks")
+        ui_episodes = await ui_capture(client)
+        episodes.extend(ui_episodes)
 
         say("\n2. log_preference(auto=true, min_margin=0.1)")
         prefs = await call(client, "log_preference", auto=True, min_margin=0.1)
@@ -174,6 +192,11 @@ def print_summary(episodes: list[dict], prefs: dict, dpo: dict, evaluation: dict
         tests = sum(e["tests_passed"] for e in group), sum(e["tests_total"] for e in group)
         say(f"  {name:<18}{len(group):>3}{sum(e['passed'] for e in group) / len(group):>11.0%}"
             f"{f'{tests[0]}/{tests[1]}':>14}{sum(e['reward'] for e in group) / len(group):>13.3f}")
+    shots = [e for e in episodes if e.get("screenshot")]
+    if shots:
+        say("UI screenshots:")
+        for episode in shots:
+            say(f"  {episode['variant']:<18} {episode['status']:<11} {episode['screenshot']}")
     say(f"Preference pairs: {len(prefs['created'])} new, {prefs['total_pairs']} stored")
     metrics = dpo.get("metrics") or {}
     say(f"DPO ({dpo['job_id']}): {dpo.get('step')}/{dpo.get('max_steps')} steps, adapter in {dpo['output_dir']}")
