@@ -443,6 +443,22 @@ class JobIdInput(ToolModel):
     job_id: Identifier = Field(description="An id returned by start_dpo or evaluate_checkpoint (see list_jobs).")
 
 
+MAX_WAIT_S = 50.0
+"""Under the usual 60 s client tool timeout."""
+
+
+class WaitForJobInput(ToolModel):
+    job_id: Identifier = Field(description="An id returned by start_dpo or evaluate_checkpoint (see list_jobs).")
+    timeout_s: float = Field(30.0, gt=0, le=MAX_WAIT_S, description="Return after this long even if the job is still "
+                             "running (at most 50 s, under a client's 60 s tool timeout); call again to keep following.")
+
+
+class JobPlotOutput(ToolModel):
+    job_id: str
+    status: str
+    metrics: list[str] = Field(description="The curves drawn (the PNG comes back as image content).")
+
+
 class JobStatusOutput(ToolModel):
     job_id: str
     kind: JobKind

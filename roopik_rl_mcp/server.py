@@ -12,13 +12,14 @@ import copy
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
@@ -36,7 +37,7 @@ from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
 from roopik_rl_mcp.sandbox.python_runner import prewarm as prewarm_sandbox
 from roopik_rl_mcp.schemas import (
     CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
-    JudgePairOutput, JudgeStatsOutput, EvaluateCheckpointInput, ExportPreferencesInput,
+    JudgePairOutput, JudgeStatsOutput, JobPlotOutput, WaitForJobInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
     LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartJobOutput,
 )
@@ -78,30 +79,25 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel], description: str,
-          annotations: ToolAnnotations, handler: Callable[[In], BaseModel],
-          images: Callable[[Any], list[ImageContent]] | None = None) -> None:
-    """Register `handler(model) -> output` as a tool whose parameters are the model's fields.
+class WithImages(NamedTuple):
+    """A tool result plus PNG images shown beside it (a capture's screenshot, a job's curves)."""
 
-    `images(output)` may add image content beside the structured result (a capture's screenshot), so the
-    calling agent sees what it built.
-    """
+    output: BaseModel
+    pngs: list[bytes]
 
-    def tool(**kwargs: Any) -> BaseModel | CallToolResult:
-        try:
-            request = model.model_validate(kwargs)
-            result = handler(request)
-            pictures = images(result) if images else []
-            if not pictures:
-                return result
-            structured = result.model_dump(mode="json")
-            text = TextContent(type="text", text=json.dumps(structured, indent=2, allow_nan=False))
-            return CallToolResult(content=[text, *pictures], structured_content=structured)
-        except ValidationError as exc:
-            raise ToolError(_validation_message(exc)) from None
-        except UserError as exc:
-            raise ToolError(str(exc)) from None
 
+def _result(result: BaseModel | WithImages) -> BaseModel | CallToolResult:
+    if not isinstance(result, WithImages) or not result.pngs:
+        return result.output if isinstance(result, WithImages) else result
+    structured = result.output.model_dump(mode="json")
+    text = TextContent(type="text", text=json.dumps(structured, indent=2, allow_nan=False))
+    pictures = [ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+                for png in result.pngs]
+    return CallToolResult(content=[text, *pictures], structured_content=structured)
+
+
+def _signature(model: type[BaseModel], output: type[BaseModel], extra: list[inspect.Parameter]) -> inspect.Signature:
+    """Keyword parameters from the input model's fields (descriptions and constraints kept)."""
     parameters = []
     for field_name, field in model.model_fields.items():
         default = inspect.Parameter.empty if field.is_required() else field.get_default(call_default_factory=True)
@@ -109,18 +105,65 @@ def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel]
         schema_field.default, schema_field.default_factory = PydanticUndefined, None
         parameters.append(inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=Annotated[field.annotation, schema_field]))
-    tool.__signature__ = inspect.Signature(parameters, return_annotation=output)  # type: ignore[attr-defined]
+    return inspect.Signature(parameters + extra, return_annotation=output)
+
+
+def _validated(model: type[In], kwargs: dict[str, Any]) -> In:
+    try:
+        return model.model_validate(kwargs)
+    except ValidationError as exc:
+        raise ToolError(_validation_message(exc)) from None
+
+
+def _tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel], description: str,
+          annotations: ToolAnnotations, handler: Callable[[In], BaseModel | WithImages]) -> None:
+    """Register `handler(model) -> output` as a tool whose parameters are the model's fields."""
+
+    def tool(**kwargs: Any) -> BaseModel | CallToolResult:
+        request = _validated(model, kwargs)
+        try:
+            return _result(handler(request))
+        except ValidationError as exc:
+            raise ToolError(_validation_message(exc)) from None
+        except UserError as exc:
+            raise ToolError(str(exc)) from None
+
+    tool.__signature__ = _signature(model, output, [])  # type: ignore[attr-defined]
     tool.__name__ = name
     tool.__doc__ = description
     server.add_tool(tool, name=name, description=description, annotations=annotations, structured_output=True)
 
 
-def _screenshot(app: App, output: CaptureFeedbackOutput) -> list[ImageContent]:
-    """The capture's last screenshot as MCP image content (none for Python)."""
-    if not output.screenshot_ids:
-        return []
-    data, media_type = artifacts.load(app.store, output.screenshot_ids[-1])
-    return [ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=media_type)]
+def _async_tool(server: MCPServer, name: str, model: type[In], output: type[BaseModel], description: str,
+                annotations: ToolAnnotations, handler: Callable[[In, Context], Awaitable[BaseModel]]) -> None:
+    """Like _tool, for handlers that talk to the client while they run (progress notifications)."""
+
+    async def tool(ctx: Context, **kwargs: Any) -> BaseModel:
+        request = _validated(model, kwargs)
+        try:
+            return await handler(request, ctx)
+        except UserError as exc:
+            raise ToolError(str(exc)) from None
+
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+    tool.__signature__ = _signature(model, output, [context])  # type: ignore[attr-defined]
+    tool.__name__ = name
+    tool.__doc__ = description
+    server.add_tool(tool, name=name, description=description, annotations=annotations, structured_output=True)
+
+
+def _with_screenshot(app: App, output: CaptureFeedbackOutput) -> WithImages:
+    """The capture's last screenshot beside the result (none for Python)."""
+    pngs = [artifacts.load(app.store, output.screenshot_ids[-1])[0]] if output.screenshot_ids else []
+    return WithImages(output, pngs)
+
+
+def _job_plot(app: App, job_id: str) -> WithImages:
+    from roopik_rl_mcp.job_plots import plot_png
+
+    job = app.jobs.get(job_id)
+    png, drawn = plot_png(job)
+    return WithImages(JobPlotOutput(job_id=job["id"], status=job["status"], metrics=drawn), [png])
 
 
 def build_server(store: Store | None = None) -> MCPServer:
@@ -160,7 +203,7 @@ def build_server(store: Store | None = None) -> MCPServer:
           "Returns episode_id, status (passed/failed/error/timeout/build_error/no_tests), test counts, errors with "
           "line numbers, output, UI observations. Pass episode_id to judge_output next.",
           _hints("Run code and record feedback"),
-          lambda r: episodes.capture_feedback(app.store, r), images=lambda out: _screenshot(app, out))
+          lambda r: _with_screenshot(app, episodes.capture_feedback(app.store, r)))
     _tool(server, "judge_output", JudgeOutputInput, JudgeOutputOutput,
           "Score an episode 0-10 on functionality, quality and prompt match (an LLM judge when an "
           "OpenAI-compatible endpoint is configured, else a deterministic offline judge) and combine the scores "
@@ -216,6 +259,32 @@ def build_server(store: Store | None = None) -> MCPServer:
           "latest metrics (loss, rewards/accuracies, rewards/margins), the result when done, the log tail on failure.",
           _hints("Job status", read_only=True, idempotent=True),
           lambda r: app.jobs.status(r.job_id))
+    async def wait_for_job(request: WaitForJobInput, ctx: Context) -> JobStatusOutput:
+        """Follows a job for up to timeout_s, sending a progress notification whenever its step changes."""
+        deadline = anyio.current_time() + request.timeout_s
+        last = None
+        while True:
+            state = await anyio.to_thread.run_sync(app.jobs.status, request.job_id)
+            if (state.status, state.step) != last:
+                last = (state.status, state.step)
+                loss = state.metrics.get("loss")
+                message = f"{state.kind} {state.status}" + (f", step {state.step}/{state.max_steps}" if state.max_steps else "")
+                await ctx.report_progress(float(state.step or 0), float(state.max_steps) if state.max_steps else None,
+                                          message + (f", loss {loss:.4f}" if loss is not None else ""))
+            if state.status not in ("queued", "running") or anyio.current_time() >= deadline:
+                return state
+            await anyio.sleep(min(JOB_POLL_S / 2, max(0.05, deadline - anyio.current_time())))
+
+    _async_tool(server, "wait_for_job", WaitForJobInput, JobStatusOutput,
+                "Wait (at most timeout_s <= 50 s) for a job to finish, sending MCP progress notifications (step of "
+                "max_steps, loss) while it runs when the client asked for progress; returns the job's status. Call "
+                "it again while the status is queued or running.",
+                _hints("Wait for a job", read_only=True, idempotent=True), wait_for_job)
+    _tool(server, "job_plot", JobIdInput, JobPlotOutput,
+          "A job's training curves (loss, DPO reward margins and accuracies, ...) drawn from its progress file, "
+          "returned as a PNG image.",
+          _hints("Plot a job's curves", read_only=True, idempotent=True),
+          lambda r: _job_plot(app, r.job_id))
     _tool(server, "cancel_job", JobIdInput, JobStatusOutput,
           "Stop a queued or running job (its process group is terminated); finished jobs are left as they are.",
           _hints("Cancel a job", destructive=True, idempotent=True),
