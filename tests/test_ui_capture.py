@@ -394,3 +394,58 @@ export default function Escape() {
     assert result.status == "passed", result.checks
     assert "https://example.com/popup" in result.blocked_requests
     assert any(note.startswith("popup closed") for note in result.notes), result.notes
+
+
+def test_a_crashed_browser_is_replaced() -> None:
+    import psutil
+
+    from roopik_rl_mcp.ui.browser import host
+
+    capture_ui(LOGIN, "tsx")
+    launches = host().launches
+    main = [p for p in psutil.Process().children(recursive=True)
+            if p.name() == "chromium" and "--type=" not in " ".join(p.cmdline())]
+    assert len(main) == 1
+    main[0].kill()
+    main[0].wait(5)
+    deadline = time.monotonic() + 10
+    result = capture_ui(LOGIN, "tsx")
+    while result.status != "passed" and time.monotonic() < deadline:  # a capture caught mid-crash ends error
+        result = capture_ui(LOGIN, "tsx")
+    assert result.status == "passed" and host().launches == launches + 1
+
+
+def test_result_round_trips_as_json() -> None:
+    from roopik_rl_mcp.ui import UICaptureResult
+
+    result = capture_ui(LOGIN, "tsx")
+    again = UICaptureResult.model_validate_json(result.model_dump_json())
+    assert again.screenshots[0].png == result.screenshots[0].png and again.status == result.status
+
+
+FALLBACK = """
+import json, socket, sys, threading
+from roopik_rl_mcp.ui import capture_ui
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(4); server.settimeout(3)
+port = server.getsockname()[1]
+code = ('import { useEffect } from "react";\\nexport default function A() {\\n'
+        f'  useEffect(() => {{ fetch("http://127.0.0.1:{port}/x").catch(() => {{}}); }}, []);\\n'
+        '  return <h1>unsandboxed but routed</h1>;\\n}\\n')
+result = capture_ui(code, "tsx")
+try:
+    server.accept(); arrived = True
+except OSError:
+    arrived = False
+print(json.dumps({"status": result.status, "isolation": result.isolation, "arrived": arrived,
+                  "blocked": result.blocked_requests, "notes": result.notes}))
+"""
+
+
+def test_without_bubblewrap_the_level_says_process_and_requests_are_still_blocked() -> None:
+    import json
+
+    done = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "ROOPIK_UI_ISOLATION": "process"})
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == "passed" and report["isolation"] == "process", report
+    assert report["arrived"] is False and any(u.endswith("/x") for u in report["blocked"]), report

@@ -21,7 +21,9 @@ def foreground_pixels(png: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(png)) as image:
         rgb = image.convert("RGB")
     total = rgb.width * rgb.height
-    colours = rgb.getcolors(maxcolors=total)
+    # The background: the commonest colour of a nearest-neighbour thumbnail (a full-size count costs ~15 ms)
+    thumbnail = rgb.resize((max(1, rgb.width // 16), max(1, rgb.height // 16)), Image.Resampling.NEAREST)
+    colours = thumbnail.getcolors(maxcolors=thumbnail.width * thumbnail.height)
     background = max(colours, key=lambda item: item[0])[1] if colours else (255, 255, 255)
     red, green, blue = ImageChops.difference(rgb, Image.new("RGB", rgb.size, background)).split()
     largest = ImageChops.lighter(red, ImageChops.lighter(green, blue))  # the largest channel difference

@@ -8,6 +8,7 @@ page), failed (a check failed), passed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -37,6 +38,8 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1.0, 120.0
 BROWSER_MARGIN_S = 20.0
 """Beyond timeout_s, the time a capture may take to start the browser and close its context."""
 COMPONENT_URL = "/component.js"
+SPARE_ENV = "ROOPIK_UI_SPARE_CONTEXTS"
+"""How many browser contexts to keep ready between captures (default 1; one per expected parallel capture)."""
 _DEVTOOLS_HINT = "Download the React DevTools"
 """React's development build says this on every page; it is not feedback."""
 
@@ -179,7 +182,7 @@ def _pool():  # type: ignore[no-untyped-def]
     if _POOL is None:
         from roopik_rl_mcp.ui.page import ContextPool
 
-        _POOL = ContextPool()
+        _POOL = ContextPool(size=int(os.environ.get(SPARE_ENV, "1")))
     return _POOL
 
 

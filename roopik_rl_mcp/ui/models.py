@@ -120,6 +120,8 @@ class CheckResult(BaseModel):
 
 
 class Screenshot(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
     at_ms: int = Field(description="Milliseconds after the page settled.")
     png: bytes = Field(repr=False)
     width: int

@@ -146,33 +146,35 @@ class _Session:
 
 
 class ContextPool:
-    """Keeps one spare context ready (binding, init script, routes, a blank page: ~0.1 s to set up), made
-    after each capture while the caller is busy elsewhere; every capture still gets a context of its own."""
+    """Keeps up to `size` spare contexts ready (binding, init script, routes, a blank page: ~0.1 s of the
+    browser's time each), made after a capture while the caller is busy elsewhere. Every capture still
+    gets a context of its own, used once."""
 
-    def __init__(self) -> None:
-        self._spare: asyncio.Task | None = None
-        self._spare_browser: Browser | None = None
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        self._spares: list[tuple[Browser, asyncio.Task]] = []
 
     async def take(self, browser: Browser) -> _Prepared:
-        spare, self._spare = self._spare, None
-        if spare is not None and self._spare_browser is browser and browser.is_connected():
+        while self._spares:
+            owner, spare = self._spares.pop(0)
+            if owner is not browser or not browser.is_connected():
+                spare.add_done_callback(_discard)
+                continue
             try:
                 return await spare
             except Exception as error:  # the browser went away while it was being made
                 logger.info("spare UI context unusable: %s", error)
-        elif spare is not None:
-            spare.add_done_callback(_discard)
         return await _prepare(browser)
 
     def refill(self, browser: Browser) -> None:
-        if self._spare is None and browser.is_connected():
-            self._spare_browser = browser
-            self._spare = asyncio.ensure_future(_prepare(browser))
-            self._spare.add_done_callback(_retrieve)
+        while len(self._spares) < self.size and browser.is_connected():
+            spare = asyncio.ensure_future(_prepare(browser))
+            spare.add_done_callback(_retrieve)
+            self._spares.append((browser, spare))
 
     def drop(self) -> None:
-        spare, self._spare = self._spare, None
-        if spare is not None:
+        spares, self._spares = self._spares, []
+        for _, spare in spares:
             spare.add_done_callback(_discard)
 
 
