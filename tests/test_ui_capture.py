@@ -449,3 +449,22 @@ def test_without_bubblewrap_the_level_says_process_and_requests_are_still_blocke
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == "passed" and report["isolation"] == "process", report
     assert report["arrived"] is False and any(u.endswith("/x") for u in report["blocked"]), report
+
+
+def test_html_with_the_tailwind_cdn_gets_local_css() -> None:
+    page = ('<!doctype html><html><head><script src="https://cdn.tailwindcss.com"></script></head>\n'
+            '<body class="m-0"><div class="h-40 w-40 bg-red-500"></div>\n<script>undefinedThing();</script></body></html>')
+    result = capture_ui(page, "html")
+    assert "https://cdn.tailwindcss.com/" in result.blocked_requests
+    with Image.open(io.BytesIO(result.screenshots[0].png)) as image:
+        red, green, blue = image.convert("RGB").getpixel((80, 80))
+    assert red > 200 and green < 100 and blue < 100, (red, green, blue)
+    assert result.page_errors[0].location is not None and result.page_errors[0].location.line == 3  # lines unchanged
+
+
+def test_console_floods_are_capped() -> None:
+    code = 'export default function Loud() {\n  for (let i = 0; i < 2000; i++) console.log("line", i);\n  return <p>loud</p>;\n}\n'
+    result = capture_ui(code, "tsx")
+    assert result.status == "passed"
+    assert 300 <= len(result.console) <= 400
+    assert any("dropped" in note for note in result.notes), result.notes

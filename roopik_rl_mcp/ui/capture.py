@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -54,6 +55,24 @@ def status_of(result: UICaptureResult, timed_out: bool) -> Status:
     if any(not check.passed for check in result.checks):
         return "failed"
     return "passed"
+
+
+_TAILWIND_CDN = re.compile(r"cdn\.tailwindcss\.com|@tailwindcss/browser", re.IGNORECASE)
+_HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+
+
+def _with_tailwind(page: str, timings: UITimings) -> tuple[str, str]:
+    """(page with a stylesheet link right after <head>, on the same line so error lines stay true; its CSS)."""
+    from roopik_rl_mcp.ui.build import worker
+
+    head = _HEAD.search(page)
+    if head is None:
+        return page, ""
+    started = time.perf_counter()
+    css = worker().tailwind(page, "html")
+    timings.tailwind_ms = (time.perf_counter() - started) * 1000
+    link = '<link rel="stylesheet" href="/roopik/tailwind.css">'
+    return page[:head.end()] + link + page[head.end():], css
 
 
 def _validate(code: str, language: str, viewport: Sequence[int], screenshots_at_ms: Iterable[int] | None,
@@ -118,7 +137,14 @@ def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[s
     resources: dict[str, tuple[str, bytes]] = {}
 
     if language == "html":
-        resources["/"] = ("text/html; charset=utf-8", code.encode("utf-8"))
+        page_html = code
+        if _TAILWIND_CDN.search(code) and runtime.runtime_problem() is None:
+            page_html, injected = _with_tailwind(code, timings)
+            if injected:
+                resources["/roopik/tailwind.css"] = ("text/css; charset=utf-8", injected.encode("utf-8"))
+                result.notes.append("the page loads Tailwind from a CDN (blocked: no network); it got the CSS for "
+                                    "its classes from the local Tailwind instead")
+        resources["/"] = ("text/html; charset=utf-8", page_html.encode("utf-8"))
         rename = {f"{ORIGIN}/": filename}
     else:
         runtime.ensure_runtime()
