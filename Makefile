@@ -1,14 +1,16 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Both create .venv at the repo root on first use and reuse it afterwards.
+# Both install the system packages (scripts/setup-system.sh; ROOPIK_SKIP_SYSTEM_PACKAGES=1 skips that),
+# create .venv at the repo root on first use and reuse it afterwards.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test bench serve doctor clean
+.PHONY: demo test test-levels bench serve doctor clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/setup-system.sh
+	bash scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	# The CPU build of torch first (an unpinned torch would pull a multi-GB CUDA build).
@@ -21,6 +23,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The whole suite once per sandbox isolation level this machine provides (ROOPIK_SANDBOX_ISOLATION forced);
+# fails if any level fails.
+test-levels: $(STAMP)
+	@levels=$$($(VENV)/bin/python -c 'import sys; from roopik_rl_mcp.sandbox.isolation import levels_here; \
+	  here = levels_here(); [print(f"not here: {k}: {v}", file=sys.stderr) for k, v in here.items() if v]; \
+	  print(*[k for k, v in here.items() if not v])') || exit 1; \
+	echo "isolation levels here: $$levels"; failed=""; \
+	for level in $$levels; do \
+	  echo "=== ROOPIK_SANDBOX_ISOLATION=$$level"; \
+	  ROOPIK_SANDBOX_ISOLATION=$$level $(VENV)/bin/python -m pytest -q || failed="$$failed $$level"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-levels: failed at:$$failed"; exit 1; fi; echo "test-levels: all passed ($$levels)"
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(VENV)/bin/python $$script || exit 1; done

@@ -26,11 +26,11 @@ def report() -> tuple[str, bool]:
     isolation = sandbox_isolation()
     level = isolation.level
     lines.append(f"sandbox     isolation={level}: {isolation.describe()}")
-    if level != "bwrap":
-        lines.append("            weaker than bwrap: install bubblewrap (Debian: apt-get install bubblewrap) for "
-                     "full isolation")
+    if isolation.warning():  # weaker than bwrap: why, and the fix where there is one
+        lines.append(f"            WARNING {isolation.warning()}")
     for note in isolation.notes:
-        lines.append(f"            {note[:300]}")
+        if not note.startswith("bwrap unavailable: "):  # that one is in the warning
+            lines.append(f"            {note[:300]}")
     timings = []
     for _ in range(2):  # the first call starts the shared warm sandbox; the second is what calls cost
         started = time.perf_counter()

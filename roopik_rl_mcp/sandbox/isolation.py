@@ -61,6 +61,15 @@ class Isolation:
     def pertest_namespaces(self) -> bool:
         return bool(self.hello.get("pertest_namespaces"))
 
+    def warning(self) -> str:
+        """One line when this is weaker than bwrap ("" otherwise): why bwrap is not in force, and the fix."""
+        if self.level == "bwrap":
+            return ""
+        why = next((note.removeprefix("bwrap unavailable: ")[:400] for note in self.notes if note.startswith("bwrap ")),
+                   f"{FORCE_ENV}={os.environ[FORCE_ENV]} forces it" if os.environ.get(FORCE_ENV) else
+                   unavailable_because("bwrap") or "bwrap was not tried")
+        return f"sandbox isolation {self.level} is weaker than bwrap: {why}"
+
     def describe(self) -> str:
         parts = [MEANING.get(self.level, self.level)]
         parts.append("per-test pid namespace, empty /tmp, /dev/shm, /dev/pts (mounted afresh when a test changed them), empty /proc (worker slots)"
@@ -266,14 +275,39 @@ exec(marshal.loads(data))
 
 
 def site_packages() -> list[str]:
+    """The venv's site-packages by their real paths: the sandbox binds real paths, not symlinks to them."""
     import site
 
-    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return [os.path.realpath(p) for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def interpreter() -> str:
+    """The interpreter to exec in the sandbox, by a path that exists there.
+
+    bwrap binds the venv at its real path, so a venv reached through a symlink (`.venv -> /elsewhere/.venv`)
+    is not there under the symlinked name. Its directory is resolved; the last link (the venv's
+    bin/python -> the base interpreter) is kept where each hop stays in bound directories, so that the
+    interpreter still finds the venv's pyvenv.cfg; otherwise the fully resolved binary is used."""
+    path = os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+    roots = ["/usr", *interpreter_paths()]
+    hop = path
+    for _ in range(40):
+        directory = os.path.dirname(hop)
+        if os.path.realpath(directory) != directory or not _inside(directory, roots):
+            return os.path.realpath(path)
+        if not os.path.islink(hop):
+            return path
+        hop = os.path.normpath(os.path.join(directory, os.readlink(hop)))
+    return os.path.realpath(path)
 
 
 def python_command() -> list[str]:
     stub = _STUB.format(paths=site_packages())
-    return [sys.executable, "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(forkserver_code()))]
+    return [interpreter(), "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(forkserver_code()))]
 
 
 _CODE: bytes | None = None
@@ -305,18 +339,57 @@ class Launch:
             shutil.rmtree(self.host_workdir, ignore_errors=True)
 
 
-def available(level: str) -> bool:
+PACKAGES = {"bwrap": "bubblewrap", "unshare": "util-linux", "setpriv": "util-linux"}
+
+
+def unavailable_because(level: str) -> str:
+    """Why `level` cannot even be tried here ("" when it can): the platform, the uid, or a missing tool."""
     if not sys.platform.startswith("linux"):
-        return level == "process"
+        return "" if level == "process" else "needs Linux"
     root = _is_root()
+    if level in ("netns+uid", "uid") and not root:
+        return "needs root (to switch to uid 65534)"
+    if level == "netns" and root:
+        return "not used as root (user namespaces would map to root: netns+uid instead)"
     need = {"bwrap": ["bwrap"] + (["setpriv", "unshare"] if root else []),
             "netns+uid": ["unshare", "setpriv"], "netns": ["unshare"], "uid": ["setpriv", "unshare"],
             "process": []}[level]
-    if level in ("netns+uid", "uid") and not root:
-        return False
-    if level == "netns" and root:
-        return False  # as root, user namespaces map to root: use netns+uid
-    return all(shutil.which(tool) for tool in need)
+    missing = [tool for tool in need if not shutil.which(tool)]
+    if not missing:
+        return ""
+    packages = " ".join(dict.fromkeys(PACKAGES[tool] for tool in missing))
+    return f"{', '.join(missing)} not installed (fix: apt-get install {packages}, or bash scripts/setup-system.sh)"
+
+
+def available(level: str) -> bool:
+    return not unavailable_because(level)
+
+
+def fix_for(why: str) -> str:
+    """A fix the user can apply for a probe failure, when the failure says what it is ("" otherwise)."""
+    text = why.lower()
+    if "execvp" in text and "no such file" in text:
+        return ("the interpreter's path does not exist inside the sandbox (a symlink to a path outside the "
+                "bound directories?): run the server from a virtualenv at its real path")
+    if "uid map" in text or "namespace" in text:
+        return ("user namespaces are refused: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
+                "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu), or --privileged / a seccomp profile "
+                "that allows unshare (containers)")
+    return ""
+
+
+def levels_here() -> dict[str, str]:
+    """Every level, probed: "" for those that work on this machine, otherwise why not (`make test-levels`)."""
+    from roopik_rl_mcp.sandbox.python_runner import probe
+
+    out = {}
+    for level in LEVELS:
+        why = unavailable_because(level)
+        if not why:
+            ok, _, failure = probe(level)
+            why = "" if ok else f"probe failed: {failure[:300]}"
+        out[level] = why
+    return out
 
 
 def launch(level: str) -> Launch:
@@ -377,11 +450,17 @@ def _probe_levels() -> Isolation:
     from roopik_rl_mcp.sandbox.python_runner import probe
 
     forced = os.environ.get(FORCE_ENV)
-    candidates = [forced] if forced else [level for level in LEVELS if available(level)]
+    if forced and forced not in LEVELS:
+        raise ValueError(f"{FORCE_ENV}={forced!r}: expected one of {', '.join(LEVELS)}")
     notes = []
+    if forced:
+        candidates = [forced]
+    else:
+        candidates = [level for level in LEVELS if available(level)]
+        if "bwrap" not in candidates and sys.platform.startswith("linux"):
+            notes.append(f"bwrap unavailable: {unavailable_because('bwrap')}")  # the fix is one install away
+            logger.warning("sandbox isolation %s", notes[-1])
     for level in candidates:
-        if level not in LEVELS:
-            raise ValueError(f"{FORCE_ENV}={level!r}: expected one of {', '.join(LEVELS)}")
         ok, hello, why = probe(level)
         if ok:
             if _is_root() and level in ("bwrap", "netns+uid", "uid"):
@@ -389,8 +468,9 @@ def _probe_levels() -> Isolation:
             isolation = Isolation(level=level, hello=hello, notes=notes)
             logger.info("sandbox isolation: %s (%s)", level, isolation.describe())
             return isolation
-        notes.append(f"{level} unavailable: {why}")
-        logger.warning("sandbox isolation %s unavailable: %s", level, why)
+        fix = fix_for(why)
+        notes.append(f"{level} unavailable: {why}" + (f" (fix: {fix})" if fix else ""))
+        logger.warning("sandbox isolation %s", notes[-1])
     if forced:
         raise RuntimeError(f"{FORCE_ENV}={forced}: that isolation level does not work here: {notes[-1]}")
     return Isolation(level="process", hello={}, notes=notes + ["no level passed its probe"])
