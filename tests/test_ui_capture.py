@@ -5,6 +5,7 @@ Skipped (with the reason) only where Chromium or the UI runtime's node_modules a
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import socket
@@ -23,9 +24,7 @@ from roopik_rl_mcp.ui import capture_ui, parse_ui_checks, runtime_problem
 from roopik_rl_mcp.ui.runtime import chromium_path
 
 _missing = runtime_problem() or (None if chromium_path() else "Chromium is not installed (apt-get install chromium)")
-try:
-    import playwright  # noqa: F401
-except ImportError:
+if importlib.util.find_spec("playwright") is None:
     _missing = _missing or "the playwright package is not installed (pip install playwright)"
 pytestmark = pytest.mark.skipif(bool(_missing), reason=f"UI capture needs its runtime: {_missing}")
 
@@ -343,29 +342,30 @@ def test_importing_the_package_does_not_import_playwright() -> None:
     assert done.stdout.split() == ["False", "False"], done.stderr
 
 
+def live_children():  # type: ignore[no-untyped-def]
+    """(process, name, command line) of this process's descendants that are running (no zombies)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append((process, process.name(), " ".join(process.cmdline())))
+        except psutil.Error:
+            continue
+    return found
+
+
 def _namespace(pid: int | str, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
 @pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed (apt-get install bubblewrap)")
 def test_browser_and_build_worker_run_sandboxed() -> None:
-    import psutil
-
     capture_ui(LOGIN, "tsx")
-    def live(process: psutil.Process) -> tuple[str, str] | None:
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return process.name(), " ".join(process.cmdline())
-        except psutil.Error:
-            return None
-
-    sandboxed = []
-    for process in psutil.Process().children(recursive=True):
-        seen = live(process)
-        # the Playwright driver (node, unsandboxed by design: it is the trusted side of the pipe) is left out
-        if seen and seen[0] in ("chromium", "node", "esbuild") and "playwright/driver" not in seen[1]:
-            sandboxed.append(process)
+    # the Playwright driver (node, unsandboxed by design: it is the trusted side of the pipe) is left out
+    sandboxed = [process for process, name, cmdline in live_children()
+                 if name in ("chromium", "node", "esbuild") and "playwright/driver" not in cmdline]
     names = {p.name() for p in sandboxed}
     assert {"chromium", "node"} <= names, names
     for process in sandboxed:
@@ -397,14 +397,11 @@ export default function Escape() {
 
 
 def test_a_crashed_browser_is_replaced() -> None:
-    import psutil
-
     from roopik_rl_mcp.ui.browser import host
 
     capture_ui(LOGIN, "tsx")
     launches = host().launches
-    main = [p for p in psutil.Process().children(recursive=True)
-            if p.name() == "chromium" and "--type=" not in " ".join(p.cmdline())]
+    main = [process for process, name, cmdline in live_children() if name == "chromium" and "--type=" not in cmdline]
     assert len(main) == 1
     main[0].kill()
     main[0].wait(5)

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
+from html import escape
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -57,6 +59,7 @@ def status_of(result: UICaptureResult, timed_out: bool) -> Status:
     return "passed"
 
 
+_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,199}")
 _TAILWIND_CDN = re.compile(r"cdn\.tailwindcss\.com|@tailwindcss/browser", re.IGNORECASE)
 _HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
 
@@ -76,7 +79,7 @@ def _with_tailwind(page: str, timings: UITimings) -> tuple[str, str]:
 
 
 def _validate(code: str, language: str, viewport: Sequence[int], screenshots_at_ms: Iterable[int] | None,
-              timeout_s: float) -> tuple[tuple[int, int], list[int]]:
+              timeout_s: float, filename: str | None) -> tuple[tuple[int, int], list[int], str]:
     if language not in LANGUAGES:
         raise UserError("language", f"unknown language {language!r} for a UI capture; expected one of {', '.join(LANGUAGES)}")
     if not isinstance(code, str) or not code.strip():
@@ -92,13 +95,16 @@ def _validate(code: str, language: str, viewport: Sequence[int], screenshots_at_
         raise UserError("screenshots_at_ms", f"expected 1-{MAX_SCREENSHOTS} times")
     if not all(isinstance(ms, int) and 0 <= ms < timeout_s * 1000 for ms in at):
         raise UserError("screenshots_at_ms", "each time is whole milliseconds after the page settled, 0 to timeout_s")
-    return (viewport[0], viewport[1]), at
+    name = filename or ("index.html" if language == "html" else f"component.{language}")
+    if not _FILENAME.fullmatch(name):
+        raise UserError("filename", "expected a file name like components/Login/Login.tsx (letters, digits, . _ - /)")
+    return (viewport[0], viewport[1]), at, name
 
 
 def _component_html(title: str, groups: list[str]) -> bytes:
     scripts = "".join(f'<script src="/roopik/vendor/{g}.js"></script>' for g in groups)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
             f'<link rel="stylesheet" href="/component.css"></head><body><div id="root"></div>{scripts}'
             f'<script src="{COMPONENT_URL}"></script></body></html>').encode("utf-8")
 
@@ -118,78 +124,112 @@ def _console_location(mapper: StackMapper, stack: str, prefer: str) -> SourceLoc
     return SourceLocation(file=frame[0], line=frame[1], column=frame[2]) if frame else None
 
 
-def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,
-               viewport: Sequence[int] = (1280, 800), screenshots_at_ms: Sequence[int] | None = None,
-               timeout_s: float = 20.0, filename: str | None = None) -> UICaptureResult:
-    """Build, render and capture one component (tsx/jsx/ts/js, default export) or page (html)."""
+@dataclass
+class _Page:
+    """What the browser serves for one capture, and how to read its stack traces back."""
+
+    resources: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    maps: dict[str, SourceMap] = field(default_factory=dict)
+    rename: dict[str, str] = field(default_factory=dict)
+
+
+def _html_page(code: str, filename: str, result: UICaptureResult, timings: UITimings) -> _Page:
+    from roopik_rl_mcp.ui import runtime
+    from roopik_rl_mcp.ui.page import ORIGIN
+
+    page = _Page(rename={f"{ORIGIN}/": filename})
+    html = code
+    if _TAILWIND_CDN.search(code) and runtime.runtime_problem() is None:
+        html, css = _with_tailwind(code, timings)
+        if css:
+            page.resources["/roopik/tailwind.css"] = ("text/css; charset=utf-8", css.encode("utf-8"))
+            result.notes.append("the page loads Tailwind from a CDN (blocked: no network); it got the CSS for "
+                                "its classes from the local Tailwind instead")
+    page.resources["/"] = ("text/html; charset=utf-8", html.encode("utf-8"))
+    return page
+
+
+def _component_page(code: str, language: str, filename: str, result: UICaptureResult,
+                    timings: UITimings) -> _Page | None:
+    """The built component's page, or None when it did not build (the errors are on `result`)."""
     from roopik_rl_mcp.ui import build, runtime
+    from roopik_rl_mcp.ui.page import ORIGIN
+
+    runtime.ensure_runtime()
+    worker = build.worker()
+    built = worker.build(code, language, filename)
+    timings.build_ms, timings.tailwind_ms = built.esbuild_ms, built.tailwind_ms
+    result.build_warnings = built.warnings
+    if not built.ok:
+        result.compiled = False
+        result.build_errors = built.errors or [BuildMessage(text="the build failed without a message")]
+        result.isolation = worker.isolation
+        return None
+    vendor = worker.vendor()
+    page = _Page()
+    for group in built.groups:
+        page.resources[f"/roopik/vendor/{group}.js"] = ("text/javascript; charset=utf-8", vendor[group].encode("utf-8"))
+    page.resources[COMPONENT_URL] = ("text/javascript; charset=utf-8", built.js.encode("utf-8"))
+    page.resources["/component.css"] = ("text/css; charset=utf-8", built.css.encode("utf-8"))
+    page.resources["/"] = ("text/html; charset=utf-8", _component_html(filename, built.groups))
+    page.maps[f"{ORIGIN}{COMPONENT_URL}"] = SourceMap(built.map)
+    page.rename = {name: _display_source(name) for name in json.loads(built.map).get("sources", [])}
+    page.rename.update({f"{ORIGIN}/roopik/vendor/{g}.js": f"vendor/{g}.js" for g in built.groups})
+    return page
+
+
+def _render(spec, timeout_s: float):  # type: ignore[no-untyped-def]
+    """The page's outcome from the browser thread; a browser that does not answer in time is replaced."""
     from roopik_rl_mcp.ui.browser import host
-    from roopik_rl_mcp.ui.page import ORIGIN, PageSpec, RenderOutcome, render
+    from roopik_rl_mcp.ui.page import RenderOutcome, render
 
-    started = time.perf_counter()
-    size, at_ms = _validate(code, language, viewport, screenshots_at_ms, timeout_s)
-    checks = parse_ui_checks(ui_checks)
-    filename = filename or ("index.html" if language == "html" else f"component.{language}")
-    runtime.ensure_chromium()
-    timings = UITimings()
-    result = UICaptureResult(status="passed", language=language, compiled=True)  # type: ignore[arg-type]
-    maps: dict[str, SourceMap] = {}
-    resources: dict[str, tuple[str, bytes]] = {}
-
-    if language == "html":
-        page_html = code
-        if _TAILWIND_CDN.search(code) and runtime.runtime_problem() is None:
-            page_html, injected = _with_tailwind(code, timings)
-            if injected:
-                resources["/roopik/tailwind.css"] = ("text/css; charset=utf-8", injected.encode("utf-8"))
-                result.notes.append("the page loads Tailwind from a CDN (blocked: no network); it got the CSS for "
-                                    "its classes from the local Tailwind instead")
-        resources["/"] = ("text/html; charset=utf-8", page_html.encode("utf-8"))
-        rename = {f"{ORIGIN}/": filename}
-    else:
-        runtime.ensure_runtime()
-        worker = build.worker()
-        built = worker.build(code, language, filename)
-        timings.build_ms, timings.tailwind_ms = built.esbuild_ms, built.tailwind_ms
-        result.build_warnings = built.warnings
-        if not built.ok:
-            result.compiled = False
-            result.build_errors = built.errors or [BuildMessage(text="the build failed without a message")]
-            result.status = "build_error"
-            result.isolation = worker.isolation
-            result.timings = timings
-            result.duration_ms = (time.perf_counter() - started) * 1000
-            return result
-        vendor = worker.vendor()
-        for group in built.groups:
-            resources[f"/roopik/vendor/{group}.js"] = ("text/javascript; charset=utf-8", vendor[group].encode("utf-8"))
-        resources[COMPONENT_URL] = ("text/javascript; charset=utf-8", built.js.encode("utf-8"))
-        resources["/component.css"] = ("text/css; charset=utf-8", built.css.encode("utf-8"))
-        resources["/"] = ("text/html; charset=utf-8", _component_html(filename, built.groups))
-        maps[f"{ORIGIN}{COMPONENT_URL}"] = SourceMap(built.map)
-        rename = {name: _display_source(name) for name in json.loads(built.map).get("sources", [])}
-        rename.update({f"{ORIGIN}/roopik/vendor/{g}.js": f"vendor/{g}.js" for g in built.groups})
-
-    spec = PageSpec(resources=resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
     browser_host = host()
-    remaining = max(MIN_TIMEOUT_S, timeout_s - (time.perf_counter() - started))
 
     async def work(browser):  # type: ignore[no-untyped-def]
-        outcome = await render(browser, spec, remaining, pool=_pool())
+        outcome = await render(browser, spec, timeout_s, pool=_pool())
         if not outcome.context_closed:
             await browser_host.restart("a capture's context did not close (its page never settled)")
             outcome.notes.append("the browser was restarted: the page's context did not close")
         return outcome
 
     try:
-        outcome = browser_host.call(work, timeout_s=remaining + BROWSER_MARGIN_S)
+        return browser_host.call(work, timeout_s=timeout_s + BROWSER_MARGIN_S)
     except TimeoutError as error:
         browser_host.restart_soon(f"a capture did not come back: {error}")
-        outcome = RenderOutcome(timed_out=True, timeout_stage="browser start", notes=[str(error)])
+        return RenderOutcome(timed_out=True, timeout_stage="the browser", notes=[str(error)])
+
+
+def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,
+               viewport: Sequence[int] = (1280, 800), screenshots_at_ms: Sequence[int] | None = None,
+               timeout_s: float = 20.0, filename: str | None = None) -> UICaptureResult:
+    """Build, render and capture one component (tsx/jsx/ts/js, default export) or page (html)."""
+    from roopik_rl_mcp.ui import runtime
+    from roopik_rl_mcp.ui.browser import host
+    from roopik_rl_mcp.ui.page import PageSpec
+
+    started = time.perf_counter()
+    size, at_ms, filename = _validate(code, language, viewport, screenshots_at_ms, timeout_s, filename)
+    checks = parse_ui_checks(ui_checks)
+    runtime.ensure_chromium()
+    timings = UITimings()
+    result = UICaptureResult(status="passed", language=language, compiled=True)  # type: ignore[arg-type]
+    if language == "html":
+        page = _html_page(code, filename, result, timings)
+    else:
+        built = _component_page(code, language, filename, result, timings)
+        if built is None:
+            result.status, result.timings = "build_error", timings
+            result.duration_ms = (time.perf_counter() - started) * 1000
+            return result
+        page = built
+
+    spec = PageSpec(resources=page.resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
+    outcome = _render(spec, max(MIN_TIMEOUT_S, timeout_s - (time.perf_counter() - started)))
+    browser_host = host()
     result.isolation = browser_host.isolation
     if browser_host.isolation_note:
         result.notes.append(f"browser isolation {browser_host.isolation}: {browser_host.isolation_note}")
-    _fill(result, outcome, StackMapper(maps, rename), filename)
+    _fill(result, outcome, StackMapper(page.maps, page.rename), filename)
     timings.render_ms, timings.checks_ms = outcome.render_ms, outcome.checks_ms
     result.timings = timings
     result.status = status_of(result, outcome.timed_out or _checks_timed_out(outcome.checks))
@@ -213,12 +253,13 @@ def _pool():  # type: ignore[no-untyped-def]
 
 
 def _display_source(source: str) -> str:
-    """`roopik-component:Login.tsx` -> `Login.tsx`; a package file from node_modules/ on."""
+    """`roopik-component:Login.tsx` -> `Login.tsx`; a package file from node_modules/ on; the generated
+    entry (a path in the runtime directory) by its name."""
     if source.startswith("roopik-component:"):
         return source.removeprefix("roopik-component:")
     if "node_modules/" in source:
         return "node_modules/" + source.split("node_modules/", 1)[1]
-    return source.rsplit("/", 1)[-1] if source.startswith("work/") or source.startswith("/") else source
+    return source if ":" in source else source.rsplit("/", 1)[-1]
 
 
 def _checks_timed_out(checks: list[CheckResult]) -> bool:

@@ -7,6 +7,7 @@ clear error that says how to install it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -79,11 +80,9 @@ def ensure_chromium() -> str:
     if path is None:
         raise UIRuntimeMissing("Chromium is not installed: run `make setup` (apt-get install chromium), "
                                f"or set {CHROMIUM_ENV} to a Chromium binary")
-    try:
-        import playwright  # noqa: F401  (only probing that the package is there)
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         raise UIRuntimeMissing("the playwright Python package is not installed: run `make setup` "
-                               "(pip install playwright; never `playwright install`, Chromium comes from apt)") from None
+                               "(pip install playwright; never `playwright install`, Chromium comes from apt)")
     return path
 
 
