@@ -22,6 +22,6 @@ def test_doctor_reports_the_sandbox_libraries_and_data_dir(home):
     for library in ("mcp", "torch", "transformers", "peft", "trl", "sqlite-utils"):
         line = next(line for line in out.splitlines() if line.startswith(library + " "))
         assert "MISSING" not in line, line
-    assert f"data        {home}" in out and "schema v1, 0 episodes, 0 pairs, 0 jobs" in out
+    assert f"data        {home}" in out and "schema v2, 0 episodes, 0 pairs, 0 jobs" in out
     assert "judge       offline" in out
     assert out.rstrip().endswith("status      ok")
