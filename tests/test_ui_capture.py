@@ -460,8 +460,10 @@ def test_html_with_the_tailwind_cdn_gets_local_css() -> None:
 
 
 def test_console_floods_are_capped() -> None:
-    code = 'export default function Loud() {\n  for (let i = 0; i < 2000; i++) console.log("line", i);\n  return <p>loud</p>;\n}\n'
+    code = ('export default function Loud() {\n  for (let i = 0; i < 2000; i++) console.log("line", i);\n'
+            '  setTimeout(() => { throw new Error("after the flood"); });\n  return <p>loud</p>;\n}\n')
     result = capture_ui(code, "tsx")
-    assert result.status == "passed"
-    assert 300 <= len(result.console) <= 400
-    assert any("dropped" in note for note in result.notes), result.notes
+    # 400 sent; React's DevTools hint is one of them and is left out of the result
+    assert len(result.console) == 399 and any("dropped" in note for note in result.notes), result.notes
+    assert [e.message for e in result.page_errors] == ["after the flood"]  # a flood cannot crowd an error out
+    assert result.status == "error"

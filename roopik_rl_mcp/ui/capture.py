@@ -286,7 +286,7 @@ def _fill(result: UICaptureResult, outcome, mapper: StackMapper, filename: str) 
                 location=_location(mapper, str(data.get("stack", "")), str(data.get("url", "")),
                                    int(data.get("line") or 0), int(data.get("column") or 0), filename)))
     if outcome.dropped_events:
-        result.notes.append(f"{outcome.dropped_events} console messages and errors beyond the first 400 were dropped")
+        result.notes.append(f"{outcome.dropped_events} console messages (beyond 400) or errors (beyond 100) were dropped")
     result.failed_responses = outcome.failed_responses
     result.blocked_requests = outcome.blocked_requests
     result.aria_snapshot = outcome.aria_snapshot

@@ -5,13 +5,15 @@
 (() => {
   const send = window.__roopikEvent;
   if (typeof send !== "function") return;
-  const MAX_EVENTS = 400;
+  // Separate budgets, so that a flood of console.log cannot crowd an error out of the report.
+  const BUDGET = { console: 400, error: 100 };
   const MAX_TEXT = 4000;
-  let sent = 0;
+  const sent = { console: 0, error: 0 };
   let dropped = 0;
   const post = (kind, data) => {
-    if (sent >= MAX_EVENTS) { dropped += 1; return; }
-    sent += 1;
+    const budget = kind === "console" ? "console" : "error";
+    if (sent[budget] >= BUDGET[budget]) { dropped += 1; return; }
+    sent[budget] += 1;
     try { send(kind, data); } catch (_) { dropped += 1; }
   };
   const clip = (text) => (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) + "... (truncated)" : text);

@@ -65,7 +65,6 @@ class RenderOutcome:
     aria_snapshot: str = ""
     visible_text: str = ""
     checks: list[CheckResult] = field(default_factory=list)
-    rendered: bool = False
     timed_out: bool = False
     timeout_stage: str = ""
     render_ms: float = 0.0
@@ -244,6 +243,8 @@ async def render(browser: Browser, spec: PageSpec, timeout_s: float, pool: Conte
 
 
 async def _drive(page: Page, session: _Session, timeout_s: float, started: float) -> None:
+    from playwright.async_api import Error as PlaywrightError
+
     outcome, spec = session.outcome, session.spec
     page.set_default_timeout(timeout_s * 1000)
     current = page.viewport_size or {}
@@ -255,7 +256,6 @@ async def _drive(page: Page, session: _Session, timeout_s: float, started: float
     outcome.timeout_stage = "first frames"
     await page.evaluate("settle => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() =>"
                         " setTimeout(done, settle))))", SETTLE_MS)
-    outcome.rendered = True
     settled = time.perf_counter()
     outcome.timeout_stage = "screenshot"
     for at_ms in sorted(set(spec.screenshots_at_ms)):
@@ -269,7 +269,10 @@ async def _drive(page: Page, session: _Session, timeout_s: float, started: float
     outcome.aria_snapshot = (await page.locator("body").aria_snapshot())[:MAX_ARIA]
     outcome.visible_text = (await page.locator("body").inner_text())[:MAX_VISIBLE_TEXT]
     outcome.render_ms = (time.perf_counter() - started) * 1000
-    outcome.dropped_events = int(await page.evaluate("() => window.__roopikDropped ? window.__roopikDropped() : 0"))
+    dropped = await page.evaluate("() => typeof window.__roopikDropped === 'function' ? window.__roopikDropped() : -1")
+    if dropped == -1:  # without the init script nothing the page did would be seen: never a pass
+        raise PlaywrightError("the capture's init script is not installed in the page")
+    outcome.dropped_events = int(dropped)
     if spec.checks:
         outcome.timeout_stage = "checks"
         checks_started = time.perf_counter()
