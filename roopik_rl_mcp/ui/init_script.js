@@ -63,7 +63,7 @@
   // console.log/info/warn/error/debug become accessors that always report, then call whatever the page
   // installed. They cannot be redefined (configurable: false); Object.defineProperty/defineProperties on
   // them (React's disableLogs does this while it builds component stacks) change what is called, not
-  // the reporting. Assigning the wrapper back (restoring a saved console.error) undoes the last change.
+  // the reporting; a page that replaces Object.defineProperty still cannot redefine them. Assigning the wrapper back (restoring a saved console.error) undoes the last change.
   const nativeConsole = console;
   const realDefineProperty = Object.defineProperty;
   const realDefineProperties = Object.defineProperties;
@@ -102,7 +102,7 @@
   realDefineProperty(Object, "defineProperty", {
     value: function defineProperty(target, key, descriptor) {
       return redirect(target, key, descriptor) ? target : realDefineProperty(target, key, descriptor);
-    }, writable: false, configurable: false, enumerable: false,
+    }, writable: true, configurable: true, enumerable: false, // patchable, as it is natively
   });
   realDefineProperty(Object, "defineProperties", {
     value: function defineProperties(target, descriptors) {
@@ -111,7 +111,7 @@
       const rest = {};
       for (const key of Reflect.ownKeys(descriptors)) if (!redirect(target, key, descriptors[key])) rest[key] = descriptors[key];
       return realDefineProperties(target, rest);
-    }, writable: false, configurable: false, enumerable: false,
+    }, writable: true, configurable: true, enumerable: false, // patchable, as it is natively
   });
   realDefineProperty(window, "console", { value: nativeConsole, writable: false, configurable: false });
   realDefineProperty(window, "__roopikReport", {
