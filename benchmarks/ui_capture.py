@@ -113,24 +113,38 @@ def esbuild_alone() -> tuple[list[float], list[float], float]:
     return inside, trip, cli_ms
 
 
-def bare_playwright() -> list[float]:
-    """set_content + screenshot in a fresh context on the same warm browser: the floor of any capture."""
+async def _bare_once(browser) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.set_content(STATIC_LOGIN)
+    await page.screenshot(type="png")
+    await context.close()
+    return (time.perf_counter() - started) * 1000
+
+
+async def _bare_four(browser) -> float:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    started = time.perf_counter()
+    await asyncio.gather(*[_bare_once(browser) for _ in range(4)])
+    return (time.perf_counter() - started) * 1000
+
+
+def bare_playwright() -> tuple[list[float], list[float]]:
+    """set_content + screenshot in a fresh context on the same warm browser (the floor of any capture): one
+    at a time, and 4 at once."""
     from roopik_rl_mcp.ui.browser import host
 
-    async def once(browser):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        context = await browser.new_context(viewport={"width": 1280, "height": 800})
-        page = await context.new_page()
-        await page.set_content(STATIC_LOGIN)
-        await page.screenshot(type="png")
-        await context.close()
-        return (time.perf_counter() - started) * 1000
-
-    times = []
+    one = []
     for _ in range(WARM_RUNS):
         time.sleep(PAUSE_S / 3)
-        times.append(host().call(once, timeout_s=30))
-    return times
+        one.append(host().call(_bare_once, timeout_s=30))
+    four = []
+    for _ in range(PARALLEL_ROUNDS):
+        time.sleep(PAUSE_S)
+        four.append(host().call(_bare_four, timeout_s=60))
+    return one, four
 
 
 def parallel() -> tuple[list[float], list[float]]:
@@ -171,8 +185,10 @@ def main() -> None:
     print(f"  esbuild alone, warm worker: {describe(inside)}")
     print(f"  build round trip (esbuild + Tailwind + JSON): {describe(trip)}")
     print(f"  esbuild CLI, one bundle with React (process per build): {cli_ms:.0f} ms")
-    bare = bare_playwright()
+    bare, bare_four = bare_playwright()
     print(f"  baseline: bare Playwright new context + set_content + screenshot: {describe(bare)}")
+    print(f"  baseline, 4 at once: median {statistics.median(bare_four):.0f} ms "
+          f"= {statistics.median(bare_four) / statistics.median(bare):.2f}x one")
     one, four = parallel()
     ratio = statistics.median(four) / statistics.median(one)
     print(f"  one capture: median {statistics.median(one):.0f} ms; 4 in parallel: median {statistics.median(four):.0f} ms "
