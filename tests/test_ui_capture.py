@@ -467,3 +467,26 @@ def test_console_floods_are_capped() -> None:
     assert len(result.console) == 399 and any("dropped" in note for note in result.notes), result.notes
     assert [e.message for e in result.page_errors] == ["after the flood"]  # a flood cannot crowd an error out
     assert result.status == "error"
+
+
+PACKAGES = {
+    "framer-motion + clsx": ('import { motion } from "framer-motion";\nimport clsx from "clsx";\n'
+                             'export default function M() {\n  return <motion.div initial={{ opacity: 0 }} animate={{ opacity: 1 }} '
+                             'className={clsx("p-4", "bg-green-500")}>Animated</motion.div>;\n}\n', "Animated"),
+    "recharts": ('import { LineChart, Line, XAxis, YAxis } from "recharts";\n'
+                 'const data = [{ x: 1, y: 2 }, { x: 2, y: 5 }, { x: 3, y: 3 }];\n'
+                 'export default function C() {\n  return <LineChart width={400} height={300} data={data}><XAxis dataKey="x" />'
+                 '<YAxis /><Line dataKey="y" stroke="#f00" /></LineChart>;\n}\n', "1\n2\n3"),
+    "lucide namespace + react-dom": ('import * as Icons from "lucide-react";\nimport ReactDOM from "react-dom";\n'
+                                     'export default function N() {\n  return <p><Icons.Heart /> portal: {typeof ReactDOM.createPortal}</p>;\n}\n',
+                                     "portal: function"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGES))
+def test_runtime_packages_render(name: str) -> None:
+    code, text = PACKAGES[name]
+    result = capture_ui(code, "tsx", screenshots_at_ms=[0, 500])
+    assert result.status == "passed", result.model_dump(exclude={"screenshots"})
+    assert text in result.visible_text
+    assert [m.text for m in result.console if m.level == "error"] == []
