@@ -181,8 +181,25 @@ async def run_demo(options: DemoOptions) -> int:
     return 0
 
 
+def isolation_summary(levels: set[str]) -> list[str]:
+    """The sandbox level the Python episodes ran under, and one warning with the fix when weaker than bwrap:
+    a machine without bubblewrap still runs the demo, and the user should know what that costs."""
+    from roopik_rl_mcp.sandbox import isolation as iso
+
+    if not levels:
+        return []
+    lines = [f"Sandbox isolation: {', '.join(sorted(levels))} ({'; '.join(iso.MEANING.get(lvl, lvl) for lvl in sorted(levels))})"]
+    if levels != {"bwrap"}:
+        warning = iso.current().warning() or (f"sandbox isolation {', '.join(sorted(levels))} is weaker than bwrap "
+                                               "(fix: apt-get install bubblewrap, or bash scripts/setup-system.sh)")
+        lines.append(f"WARNING: {warning}")
+    return lines
+
+
 def print_summary(episodes: list[dict], prefs: dict, dpo: dict, evaluation: dict, elapsed: float) -> None:
     say("\n" + "=" * 72 + "\nSUMMARY\n" + "=" * 72)
+    for line in isolation_summary({e["isolation"] for e in episodes if e.get("language") == "python" and e.get("isolation")}):
+        say(line)
     by_variant: dict[str, list[dict]] = {}
     for episode in episodes:
         by_variant.setdefault(episode["variant"].split("#")[0], []).append(episode)

@@ -14,6 +14,16 @@ from roopik_rl_mcp.store import Store
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def needs_level(*levels: str, why: str = "") -> pytest.MarkDecorator:
+    """Skip unless the sandbox runs at one of `levels` here, saying which level the test needs and which
+    this machine gives (`make test-levels` runs the suite at each; ROOPIK_SANDBOX_ISOLATION forces one)."""
+    from roopik_rl_mcp.sandbox import isolation_level
+
+    level = isolation_level()
+    reason = f"needs the {' or '.join(levels)} isolation level{f' ({why})' if why else ''}; this machine gives {level}"
+    return pytest.mark.skipif(level not in levels, reason=reason)
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Async test modules set `pytestmark = pytest.mark.anyio`: setup and teardown share one task."""

@@ -80,8 +80,9 @@ def test_single_calls_go_ahead_of_queued_bulk_work():
 def test_a_sandbox_killed_while_idle_is_replaced():
     assert run_python(ADD, PASSING, "add").passed
     old = warm_pid()
+    process = psutil.Process(old)  # before the kill: the warm sandbox's reader may reap it at once
     os.killpg(old, signal.SIGKILL)
-    psutil.Process(old).wait(timeout=10)
+    process.wait(timeout=10)
     time.sleep(0.2)  # its reader notices
     result = run_python(ADD, PASSING, "add")
     assert result.passed, result

@@ -368,9 +368,9 @@ def available(level: str) -> bool:
 def fix_for(why: str) -> str:
     """A fix the user can apply for a probe failure, when the failure says what it is ("" otherwise)."""
     text = why.lower()
-    if "execvp" in text and "no such file" in text:
-        return ("the interpreter's path does not exist inside the sandbox (a symlink to a path outside the "
-                "bound directories?): run the server from a virtualenv at its real path")
+    if "execvp" in text:
+        return ("the interpreter's path is not there inside the sandbox (reached through a symlink, or through a "
+                "directory the sandbox's uid cannot enter): run the server from a virtualenv by its real path")
     if "uid map" in text or "namespace" in text:
         return ("user namespaces are refused: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
                 "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu), or --privileged / a seccomp profile "
