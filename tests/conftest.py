@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,10 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def needs_level(*levels: str, why: str = "") -> pytest.MarkDecorator:
     """Skip unless the sandbox runs at one of `levels` here, saying which level the test needs and which
     this machine gives (`make test-levels` runs the suite at each; ROOPIK_SANDBOX_ISOLATION forces one)."""
-    from roopik_rl_mcp.sandbox import isolation_level
+    from roopik_rl_mcp.sandbox import isolation, isolation_level
 
     level = isolation_level()
-    reason = f"needs the {' or '.join(levels)} isolation level{f' ({why})' if why else ''}; this machine gives {level}"
+    given = f"{isolation.FORCE_ENV}={level} forces {level}" if os.environ.get(isolation.FORCE_ENV) else \
+        f"this machine gives {level}"
+    reason = f"needs the {' or '.join(levels)} isolation level{f' ({why})' if why else ''}; {given}"
     return pytest.mark.skipif(level not in levels, reason=reason)
 
 

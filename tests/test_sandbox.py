@@ -385,4 +385,6 @@ def test_a_batch_starts_the_tests_that_ran_longest_last_time_first():
         if round_ == "first":
             assert earlier >= 20, starts  # came last, started after (nearly) all the others
         else:
-            assert earlier <= 3, starts  # started first: at most the others already running beside it
+            # Started first: only the tests on the other slots can print before it, a few each when a loaded CPU
+            # runs the slow test's process a few ms late; came last (above) is 20 or more.
+            assert earlier <= len(short) // 3, starts
