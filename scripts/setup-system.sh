@@ -36,7 +36,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 elif [ "$(id -u)" = "0" ]; then
   echo "setup-system: installing $missing"
   sh -c "$install"
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
   echo "setup-system: installing $missing (sudo)"
   sudo -n sh -c "$install"
 else
