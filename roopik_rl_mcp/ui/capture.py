@@ -185,10 +185,12 @@ def _render(spec, timeout_s: float):  # type: ignore[no-untyped-def]
 
     browser_host = host()
 
+    async def stuck() -> None:
+        await browser_host.restart("a capture's context did not close (its page never settled)")
+
     async def work(browser):  # type: ignore[no-untyped-def]
-        outcome = await render(browser, spec, timeout_s, pool=_pool())
+        outcome = await render(browser, spec, timeout_s, pool=_pool(), on_stuck=stuck)
         if not outcome.context_closed:
-            await browser_host.restart("a capture's context did not close (its page never settled)")
             outcome.notes.append("the browser was restarted: the page's context did not close")
         return outcome
 

@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -218,8 +219,13 @@ async def _prepare(browser: Browser, viewport: tuple[int, int] = (1280, 800)) ->
     return _Prepared(context=context, page=page, session=session)
 
 
-async def render(browser: Browser, spec: PageSpec, timeout_s: float, pool: ContextPool | None = None) -> RenderOutcome:
-    """Open, settle, screenshot, snapshot, run the checks, close; never longer than `timeout_s` in the page."""
+async def render(browser: Browser, spec: PageSpec, timeout_s: float, pool: ContextPool | None = None,
+                 on_stuck: Callable[[], Awaitable[None]] | None = None) -> RenderOutcome:
+    """Open, settle, screenshot, snapshot, run the checks; never longer than `timeout_s` in the page.
+
+    A page that ended cleanly is closed after this returns (~20 ms saved per capture); one that timed out
+    or crashed is closed first, and `on_stuck` (a browser restart) runs when its context will not close.
+    """
     from playwright.async_api import Error as PlaywrightError
 
     outcome = RenderOutcome()
@@ -233,13 +239,28 @@ async def render(browser: Browser, spec: PageSpec, timeout_s: float, pool: Conte
         outcome.timeout_stage = outcome.timeout_stage or "render"
     except PlaywrightError as error:  # the renderer crashed, or the page closed itself
         outcome.crash = str(error).splitlines()[0][:500] if str(error) else type(error).__name__
-    finally:
-        if not outcome.render_ms:
-            outcome.render_ms = (time.perf_counter() - started) * 1000
-        outcome.context_closed = await _close(prepared.context)
-    if pool is not None and outcome.context_closed:
-        pool.refill(browser)
+    except BaseException:  # cancelled (the caller gave up): nothing may stay open
+        await _close(prepared.context)
+        raise
+    if not outcome.render_ms:
+        outcome.render_ms = (time.perf_counter() - started) * 1000
+    prepared.session.bind(PageSpec(resources={}), RenderOutcome())  # late events go nowhere
+    if outcome.timed_out or outcome.crash:
+        outcome.context_closed = await _retire(prepared.context, browser, pool, on_stuck)
+    else:
+        asyncio.ensure_future(_retire(prepared.context, browser, pool, on_stuck))
     return outcome
+
+
+async def _retire(context: BrowserContext, browser: Browser, pool: ContextPool | None,
+                  on_stuck: Callable[[], Awaitable[None]] | None) -> bool:
+    """Close a used context; then make the next spare, or restart the browser if it would not close."""
+    closed = await _close(context)
+    if not closed and on_stuck is not None:
+        await on_stuck()
+    elif closed and pool is not None:
+        pool.refill(browser)
+    return closed
 
 
 async def _drive(page: Page, session: _Session, timeout_s: float, started: float) -> None:
@@ -266,8 +287,9 @@ async def _drive(page: Page, session: _Session, timeout_s: float, started: float
         with Image.open(io.BytesIO(png)) as image:
             outcome.screenshots.append((at_ms, png, image.width, image.height))
     outcome.timeout_stage = "snapshot"
-    outcome.aria_snapshot = (await page.locator("body").aria_snapshot())[:MAX_ARIA]
-    outcome.visible_text = (await page.locator("body").inner_text())[:MAX_VISIBLE_TEXT]
+    body = page.locator("body")
+    aria, text = await asyncio.gather(body.aria_snapshot(), body.inner_text())
+    outcome.aria_snapshot, outcome.visible_text = aria[:MAX_ARIA], text[:MAX_VISIBLE_TEXT]
     outcome.render_ms = (time.perf_counter() - started) * 1000
     dropped = await page.evaluate("() => typeof window.__roopikDropped === 'function' ? window.__roopikDropped() : -1")
     if dropped == -1:  # without the init script nothing the page did would be seen: never a pass
