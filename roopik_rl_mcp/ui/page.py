@@ -39,6 +39,22 @@ MAX_ARIA = 50_000
 CONTEXT_CLOSE_TIMEOUT_S = 3.0
 
 
+_TASKS: set[asyncio.Future] = set()
+
+
+def _background(awaitable: Awaitable) -> None:
+    """Run without waiting for it, holding a reference (the event loop keeps only weak ones)."""
+    task = asyncio.ensure_future(awaitable)
+    _TASKS.add(task)
+    task.add_done_callback(_settled)
+
+
+def _settled(task: asyncio.Future) -> None:
+    _TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("UI background step failed: %s", str(task.exception()).splitlines()[0] if str(task.exception()) else task.exception())
+
+
 @dataclass
 class PageSpec:
     """What to serve and how to look at it."""
@@ -131,7 +147,7 @@ class _Session:
     def on_page(self, page: Page) -> None:
         if self.main is not None and page is not self.main:
             self.outcome.notes.append(f"popup closed: {page.url}")
-            asyncio.ensure_future(page.close())
+            _background(page.close())
 
     def on_binding(self, _source: dict, kind: str, data: dict) -> None:
         if isinstance(data, dict):
@@ -186,7 +202,7 @@ def _retrieve(task: asyncio.Task) -> None:
 
 def _discard(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is None:
-        asyncio.ensure_future(_close(task.result().context))
+        _background(_close(task.result().context))
 
 
 @dataclass
@@ -248,7 +264,7 @@ async def render(browser: Browser, spec: PageSpec, timeout_s: float, pool: Conte
     if outcome.timed_out or outcome.crash:
         outcome.context_closed = await _retire(prepared.context, browser, pool, on_stuck)
     else:
-        asyncio.ensure_future(_retire(prepared.context, browser, pool, on_stuck))
+        _background(_retire(prepared.context, browser, pool, on_stuck))
     return outcome
 
 
