@@ -7,16 +7,22 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-levels bench serve doctor clean
+.PHONY: setup demo test test-levels bench serve doctor clean
 
-$(STAMP): pyproject.toml scripts/setup-system.sh
+UI_RUNTIME := roopik_rl_mcp/ui/runtime
+
+$(STAMP): pyproject.toml scripts/setup-system.sh $(UI_RUNTIME)/package-lock.json
 	bash scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	# The CPU build of torch first (an unpinned torch would pull a multi-GB CUDA build).
 	$(VENV)/bin/pip install --quiet "torch==2.13.0"
 	$(VENV)/bin/pip install --quiet -e ".[test]"
+	# The npm packages captured UI code may import, and the build tools; used offline afterwards.
+	npm ci --no-audit --no-fund --loglevel=error --prefix $(UI_RUNTIME)
 	touch $(STAMP)
+
+setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/roopik-rl-mcp demo

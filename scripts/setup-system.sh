@@ -9,7 +9,14 @@ REQUIRED=(
   bwrap:bubblewrap           # sandbox isolation level `bwrap`
   unshare:util-linux         # levels netns+uid / netns / uid
   setpriv:util-linux         # running sandboxed code as uid 65534
+  chromium:chromium          # UI capture: the headless browser (driven by playwright, never `playwright install`)
+  node:nodejs                # UI capture: the build worker (esbuild + Tailwind)
+  npm:npm                    # UI capture: `npm ci` of roopik_rl_mcp/ui/runtime
+  fc-list:fontconfig         # fonts for screenshots
 )
+# Packages without a command of their own: installed when this check fails.
+FONTS_CHECK='fc-list 2>/dev/null | grep -qi "liberation"'
+FONTS_PACKAGE=fonts-liberation
 
 if [ "${ROOPIK_SKIP_SYSTEM_PACKAGES:-}" = "1" ]; then
   echo "setup-system: skipped (ROOPIK_SKIP_SYSTEM_PACKAGES=1); the sandbox may run at a weaker isolation level"
@@ -23,6 +30,9 @@ missing_packages() {
       seen+="${entry##*:} "
     fi
   done
+  if ! sh -c "$FONTS_CHECK"; then
+    seen+="$FONTS_PACKAGE "
+  fi
   echo "$seen" | xargs
 }
 
