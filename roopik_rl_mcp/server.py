@@ -237,8 +237,10 @@ def build_server(store: Store | None = None) -> MCPServer:
           _hints("Log preference pairs", idempotent=True),
           lambda r: preferences.log_preference(app.store, r))
     _tool(server, "export_preferences", ExportPreferencesInput, ExportPreferencesOutput,
-          "Write the stored pairs as TRL-ready JSONL (prompt, chosen, rejected) plus a manifest (counts, "
-          "filters, time). Pairs below min_margin are left out.",
+          "Write the stored pairs in TRL's preference format (standard strings, or conversational messages for "
+          "chat models) as JSONL under the data dir's exports/, plus a manifest (counts, filters, sources, judges, "
+          "contamination); dataset_dir=true also saves a Hugging Face dataset folder. Filters: min_margin, "
+          "sources, languages, since/until; pairs whose prompt overlaps HumanEval are flagged or dropped.",
           _hints("Export preference dataset", idempotent=True),
           lambda r: preferences.export_preferences(app.store, r))
     _tool(server, "start_dpo", StartDpoInput, StartJobOutput,
