@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from roopik_rl_mcp.execution import artifacts, browser, python
+from roopik_rl_mcp.execution import artifacts, browser, python, roopik
 from roopik_rl_mcp.languages import UI_LANGUAGES
 from roopik_rl_mcp.execution.base import Execution, UIObservation, register, select
 
@@ -25,6 +25,8 @@ def _browser(request: CaptureFeedbackInput, language: str) -> bool:
     return language in UI_LANGUAGES and request.backend in ("auto", "browser")
 
 
+register("roopik", "backend roopik (the Roopik IDE's browser)", lambda request, language: request.backend == "roopik",
+         roopik.run)
 register("artifacts", "screenshot_png_base64, console_errors or build_errors given", _artifacts, artifacts.record)
 register("sandbox", "language python", _python, python.run)
 register("browser", "UI code (tsx/jsx/ts/js/html) in the local headless Chromium", _browser, browser.run)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.execution.base import Execution, Screenshot, UIObservation
-from roopik_rl_mcp.execution.pixels import is_blank
 from roopik_rl_mcp.sandbox.models import ExecError
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ def record(request: CaptureFeedbackInput) -> Execution:
     blank = None
     if png is not None:
         from roopik_rl_mcp.artifacts import check_png
+        from roopik_rl_mcp.ui.blank import is_blank
 
         check_png(png, "screenshot_png_base64")
         blank = is_blank(png)
