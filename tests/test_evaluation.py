@@ -176,6 +176,8 @@ def test_scoring_credits_correct_completions(tmp_path: Path, monkeypatch: pytest
     solutions = {t.prompt: t.canonical_solution for t in tasks}
 
     class StubGenerator:
+        prompt_format = "completion"
+
         def __init__(self, *args: object) -> None:
             pass
 

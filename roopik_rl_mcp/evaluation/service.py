@@ -10,7 +10,8 @@ from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation.tasks import load_tasks
 from roopik_rl_mcp.jobs import STAGING_DIR, JobManager
 from roopik_rl_mcp.model_refs import check_model_reference
-from roopik_rl_mcp.schemas import EvaluateCheckpointInput, StartJobOutput
+from roopik_rl_mcp.evaluation.api_generator import is_api_model
+from roopik_rl_mcp.schemas import EvaluateCheckpointInput, StartEvaluationOutput
 
 
 def models_to_compare(model: str | None, base_model: str | None) -> list[dict]:
@@ -24,21 +25,44 @@ def models_to_compare(model: str | None, base_model: str | None) -> list[dict]:
     return [{"label": "model", "model": model}]
 
 
-def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> StartJobOutput:
+def _check(jobs: JobManager, value: str | None, field: str) -> None:
+    """Read-only and checked before a job exists: a model folder, an adapter, a hub id, or an API model."""
+    if is_api_model(value):
+        if len(value) == len("openai:"):
+            raise UserError(field, "'openai:' needs a model name, e.g. 'openai:gpt-4o-mini'")
+        return
+    check_model_reference(value, field)
+    jobs.check_usable_output(value, field)
+
+
+def _labelled(models: list[str]) -> list[dict]:
+    """Readable, unique labels: the folder or model name, numbered when two are the same."""
+    out, seen = [], set()
+    for index, model in enumerate(models):
+        base = model.removeprefix("openai:").rstrip("/").rsplit("/", 1)[-1] or f"model{index}"
+        label = base if base not in seen else f"{base}#{index}"
+        seen.add(label)
+        out.append({"label": label, "model": model})
+    return out
+
+
+def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> StartEvaluationOutput:
+    if request.models:
+        for index, value in enumerate(request.models):
+            _check(jobs, value, f"models.{index}")
     for field in ("model", "base_model"):
-        check_model_reference(getattr(request, field), field)
-        jobs.check_usable_output(getattr(request, field), field)
+        _check(jobs, getattr(request, field), field)
     try:
         tasks = load_tasks(request.benchmark, limit=request.limit)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError("benchmark", str(exc)) from exc
-    models = models_to_compare(request.model, request.base_model)
+    models = _labelled(request.models) if request.models else models_to_compare(request.model, request.base_model)
     config = {
         "models": models,
         "max_steps": len(models) * len(tasks) * request.n_samples,
         "benchmark": request.benchmark, "limit": request.limit, "n_samples": request.n_samples, "k": request.k,
         "temperature": request.temperature, "max_new_tokens": request.max_new_tokens, "seed": 0,
-        "n_tasks": len(tasks),
+        "n_tasks": len(tasks), "prompt_format": request.prompt_format,
     }
 
     def prepare(job_dir: Path) -> dict:
@@ -46,4 +70,5 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
 
     job = jobs.submit("evaluation", None, config, prepare=prepare,
                       argv=lambda cfg: [python_executable(), "-m", "roopik_rl_mcp.evaluation.runner", "--config", str(cfg)])
-    return StartJobOutput(job_id=job["id"], kind="evaluation", status=job["status"], output_dir=job["output_dir"])
+    return StartEvaluationOutput(job_id=job["id"], kind="evaluation", status=job["status"], output_dir=job["output_dir"],
+                                 models=[m["label"] for m in models], n_tasks=len(tasks))
