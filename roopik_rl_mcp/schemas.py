@@ -15,6 +15,7 @@ from roopik_rl_mcp.config import MAX_CODE_BYTES
 from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.ui.models import UICheck
+from trainers.dpo import DPOParams
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -411,23 +412,13 @@ class ExportPreferencesOutput(ToolModel):
 
 
 # -- jobs ----------------------------------------------------------------------------------------------
-class StartDpoInput(ToolModel):
+class StartDpoInput(DPOParams, ToolModel):
+    """start_dpo: DPO's hyperparameters (defaults in trainers/dpo.py, the one place) plus what to train."""
+
     base_model: ClientPath | None = Field(
         None, description="Hub id or local path of the model to fine-tune; omitted: a tiny built-in model."
     )
     min_margin: float = Field(0.0, ge=0, le=1, description="Train only on pairs with at least this margin.")
-    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update; 8-16 is usual, "
-                        "higher learns more and saves a bigger adapter.")
-    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (the update is scaled by lora_alpha / "
-                            "lora_r); usually 2 x lora_r.")
-    beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
-    learning_rate: float = Field(5e-4, gt=0, le=1, description="Optimizer step size (AdamW). 5e-4 suits the tiny "
-                                 "model; real models want 5e-6 to 5e-5.")
-    max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; default: epochs decide.")
-    epochs: float = Field(3.0, gt=0, le=100, description="Passes over the pairs when max_steps is not given.")
-    batch_size: int = Field(2, ge=1, le=512, description="Preference pairs per optimizer step.")
-    max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + response; longer "
-                            "pairs are truncated.")
     name: Label | None = Field(None, description="A label for the run.")
 
 

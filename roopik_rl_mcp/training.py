@@ -10,6 +10,7 @@ from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.model_refs import check_model_reference
 from roopik_rl_mcp.preferences import write_export
 from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput
+from trainers.dpo import DPOParams
 
 MIN_PAIRS = 1
 
@@ -29,9 +30,7 @@ def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
 
     config = {
         "base_model": request.base_model if request.base_model != "tiny" else None,
-        "lora_r": request.lora_r, "lora_alpha": request.lora_alpha, "beta": request.beta,
-        "learning_rate": request.learning_rate, "max_steps": request.max_steps,
-        "num_train_epochs": request.epochs, "batch_size": request.batch_size, "max_length": request.max_length,
+        **request.model_dump(include=set(DPOParams.model_fields)),  # None: the trainer resolves it by base
     }
     script = str(trainers_dir() / "dpo.py")
     job = jobs.submit("dpo", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],

@@ -41,6 +41,15 @@ async def test_wait_for_job_reports_progress_and_job_plot_draws_the_curves(clien
     assert notes and notes[-1][0] == 6 and notes[-1][1] == 6 and "succeeded" in notes[-1][2]
     assert any("step" in (m or "") for _, _, m in notes)
 
+    import json
+    from pathlib import Path
+
+    summary = json.loads((Path(result.structured_content["output_dir"]) / "training_summary.json").read_text())
+    assert summary["config"]["learning_rate"] is None, "the tool sends no default of its own"
+    assert summary["hyperparameters"]["learning_rate"] == 5e-4 and summary["hyperparameters"]["epochs"] == 1.0
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert tools["start_dpo"].input_schema["properties"]["learning_rate"].get("default") is None
+
     plotted = await client.call_tool("job_plot", {"job_id": job["job_id"]})
     assert not plotted.is_error, plotted.content[0].text
     assert "loss" in plotted.structured_content["metrics"]

@@ -27,23 +27,49 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainers.common import (  # noqa: E402
-    ProgressCallback,
-    ProgressWriter,
-    apply_thread_env,
-    is_tiny,
-    load_model_and_tokenizer,
-    pick_device,
-    run_main,
-    save_json,
-)
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+if TYPE_CHECKING:
+    from trainers.common import ProgressWriter
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]  # attention projections of Llama/Qwen2/Mistral
+
+
+class DPOParams(BaseModel):
+    """DPO's hyperparameters and their defaults: this class is the only place they are set.
+
+    The start_dpo tool's input is built from it (roopik_rl_mcp.schemas.StartDpoInput), so the schema a
+    client sees and the trainer agree. A default that depends on the base model is None here and
+    resolved by `resolve_defaults`, whose result is recorded in the job's summary.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update; 8-16 is usual, higher "
+                        "learns more and saves a bigger adapter.")
+    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (the update is scaled by lora_alpha / "
+                            "lora_r); usually 2 x lora_r.")
+    beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Optimizer step size (AdamW). Omitted: 5e-4 "
+                                        "for the tiny model, 5e-5 for a real one.")
+    max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; omitted: epochs decide.")
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the pairs when max_steps is not given.")
+    batch_size: int = Field(2, ge=1, le=512, description="Preference pairs per optimizer step.")
+    max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + response; longer pairs "
+                            "are truncated.")
+
+
+def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, Any]:
+    """The values that depend on the base model, filled in: what the run really used."""
+    resolved = {**DPOParams().model_dump(), **{k: v for k, v in params.items() if v is not None}}
+    if resolved.get("learning_rate") is None:
+        resolved["learning_rate"] = 5e-4 if base_is_tiny else 5e-5
+    return resolved
 
 
 def _checkpointing_field() -> str:
@@ -139,6 +165,10 @@ def preference_stats(scores: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
+    from trainers.common import (  # here, not at the top: the server imports DPOParams from this file
+        ProgressCallback, apply_thread_env, is_tiny, load_model_and_tokenizer, pick_device, save_json,
+    )
+
     apply_thread_env()
     started = time.time()
     output_dir = Path(config["output_dir"]).expanduser().resolve()
@@ -163,23 +193,26 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     device, _ = pick_device()
     on_cuda = device == "cuda"
 
-    max_length = int(config.get("max_length") or 512)
-    batch_size = int(config.get("batch_size") or 2)
+    resolved = resolve_defaults({key: config.get(key) for key in DPOParams.model_fields}
+                                | {"epochs": config.get("num_train_epochs", config.get("epochs"))}, base_is_tiny)
+    progress.message(f"hyperparameters: {json.dumps(resolved)}")
+    max_length = int(resolved["max_length"])
+    batch_size = int(resolved["batch_size"])
     eval_pairs = pairs[: int(config.get("pref_eval_max_pairs") or 256)]
     progress.message(f"scoring {len(eval_pairs)} pairs before training")
     before = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size)
 
-    max_steps = config.get("max_steps")
+    max_steps = resolved["max_steps"]
     gradient_checkpointing = config.get("gradient_checkpointing")
     if gradient_checkpointing is None:
         gradient_checkpointing = on_cuda and not base_is_tiny
     checkpointing_field = _checkpointing_field()
     args = DPOConfig(
         output_dir=str(output_dir),
-        beta=float(_get(config, "beta", 0.1)),
-        learning_rate=float(config.get("learning_rate") or (5e-4 if base_is_tiny else 5e-5)),
+        beta=float(resolved["beta"]),
+        learning_rate=float(resolved["learning_rate"]),
         max_steps=int(max_steps) if max_steps else -1,
-        num_train_epochs=float(config.get("num_train_epochs") or 1),
+        num_train_epochs=float(resolved["epochs"]),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=int(config.get("gradient_accumulation_steps") or 1),
         max_length=max_length,  # TRL 1.x: no max_prompt_length; whole sequence truncated keeping the start
@@ -197,8 +230,8 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     peft_config = None
     if not continuing:
         peft_config = LoraConfig(
-            r=int(_get(config, "lora_r", 8)),
-            lora_alpha=int(_get(config, "lora_alpha", 16)),
+            r=int(resolved["lora_r"]),
+            lora_alpha=int(resolved["lora_alpha"]),
             lora_dropout=float(_get(config, "lora_dropout", 0.05)),
             target_modules=config.get("lora_target_modules") or DEFAULT_TARGET_MODULES,
             bias="none",
@@ -262,6 +295,7 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
             "n_pairs": len(pairs),
             "steps": trainer.state.global_step,
             "config": config,
+            "hyperparameters": resolved,
             "final_metrics": final_metrics,
             "preference_before": stats_before,
             "preference_after": stats_after,
@@ -272,4 +306,6 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from trainers.common import run_main
+
     run_main(train)
