@@ -16,10 +16,11 @@ from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.ui.models import UICheck
 from trainers.dpo import DPOParams
+from trainers.sft import SFTParams
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["dpo", "evaluation"]
+JobKind = Literal["dpo", "sft", "evaluation"]
 
 
 MAX_TASK_CHARS = 100_000
@@ -422,12 +423,35 @@ class StartDpoInput(DPOParams, ToolModel):
     name: Label | None = Field(None, description="A label for the run.")
 
 
+class StartTrainingInput(ToolModel):
+    """start_training: one tool for every trainer, each with its own typed parameters."""
+
+    kind: Literal["dpo", "sft"] = Field(description="dpo: LoRA DPO on the preference pairs; sft: LoRA supervised "
+                                        "fine-tuning on the passing episodes (prompt = task, completion = code).")
+    base_model: ClientPath | None = Field(None, description="Hub id or local path of the model to fine-tune; "
+                                          "omitted: a tiny built-in model.")
+    dpo: DPOParams | None = Field(None, description="kind=dpo: its hyperparameters (defaults in trainers/dpo.py).")
+    sft: SFTParams | None = Field(None, description="kind=sft: its hyperparameters (defaults in trainers/sft.py).")
+    min_margin: float = Field(0.0, ge=0, le=1, description="kind=dpo: train only on pairs with at least this margin.")
+    min_reward: float | None = Field(None, ge=0, le=1, description="kind=sft: only passing episodes whose latest "
+                                     "judged reward is at least this.")
+    name: Label | None = Field(None, description="A label for the run.")
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> StartTrainingInput:
+        other = {"dpo": self.sft, "sft": self.dpo}[self.kind]
+        if other is not None:
+            raise ValueError(f"kind={self.kind!r} takes `{self.kind}` parameters, not `{'sft' if self.kind == 'dpo' else 'dpo'}`")
+        return self
+
+
 class StartJobOutput(ToolModel):
     job_id: str
     kind: JobKind
     status: JobState
     output_dir: str
-    n_pairs: int | None = None
+    n_pairs: int | None = Field(None, description="dpo: preference pairs exported for the run.")
+    n_examples: int | None = Field(None, description="sft: prompt/completion examples exported for the run.")
 
 
 class JobIdInput(ToolModel):

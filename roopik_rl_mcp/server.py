@@ -39,7 +39,7 @@ from roopik_rl_mcp.schemas import (
     CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
     JudgePairOutput, JudgeStatsOutput, JobPlotOutput, WaitForJobInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
-    LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartEvaluationOutput, StartJobOutput,
+    LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartEvaluationOutput, StartJobOutput, StartTrainingInput,
 )
 from roopik_rl_mcp.store import Store
 
@@ -250,6 +250,13 @@ def build_server(store: Store | None = None) -> MCPServer:
           "output_dir, ready for evaluate_checkpoint.",
           _hints("Start DPO fine-tuning"),
           lambda r: training.start_dpo(app.jobs, r))
+    _tool(server, "start_training", StartTrainingInput, StartJobOutput,
+          "Launch a LoRA fine-tuning job and return its job_id at once: kind=dpo (TRL DPOTrainer on the stored "
+          "preference pairs; parameters in `dpo`) or kind=sft (TRL SFTTrainer on the passing episodes, prompt = "
+          "task, completion = code, optionally only those judged >= min_reward; parameters in `sft`). Without "
+          "base_model a tiny built-in model is trained. Follow with wait_for_job / job_status / job_plot.",
+          _hints("Start a training job"),
+          lambda r: training.start_training(app.jobs, r))
     _tool(server, "evaluate_checkpoint", EvaluateCheckpointInput, StartEvaluationOutput,
           "Measure pass@k on HumanEval (or a JSONL of tasks) for a base model, a LoRA adapter directory (side by side "
           "with its base), an API model ('openai:<name>'), or several checkpoints at once (models=[...]); chat/instruct "

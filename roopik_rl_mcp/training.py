@@ -1,4 +1,4 @@
-"""start_dpo: export the preference pairs and launch `trainers/dpo.py` as a background job."""
+"""start_dpo / start_training: export the training data and launch a trainer (`trainers/<kind>.py`) as a job."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.model_refs import check_model_reference
 from roopik_rl_mcp.preferences import write_export
-from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput
+from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput, StartTrainingInput
 from trainers.dpo import DPOParams
+from trainers.sft import SFTParams
 
 MIN_PAIRS = 1
 
@@ -37,3 +38,49 @@ def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
                       prepare=prepare)
     return StartJobOutput(job_id=job["id"], kind="dpo", status=job["status"], output_dir=job["output_dir"],
                           n_pairs=exported.get("n_pairs"))
+
+
+def _passing_examples(store, min_reward: float | None) -> list[dict]:
+    """SFT data: passing episodes as prompt/completion, optionally only those judged at least min_reward."""
+    from roopik_rl_mcp.preferences import completion_of
+
+    rows = []
+    for episode in store.rows("episodes", "status = 'passed'"):
+        if min_reward is not None:
+            judgment = store.latest_judgment(episode["id"])
+            if judgment is None or judgment["reward"] < min_reward:
+                continue
+        rows.append({"prompt": episode["task"], "completion": completion_of(episode["task"], episode["code"])})
+    return rows
+
+
+def start_sft(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
+    import json
+
+    check_model_reference(request.base_model, "base_model")
+    jobs.check_usable_output(request.base_model, "base_model")
+    rows = _passing_examples(jobs.store, request.min_reward)
+    if not rows:
+        raise UserError("min_reward" if request.min_reward is not None else "kind",
+                        "no passing episodes to train on; capture some with capture_feedback first")
+
+    def prepare(job_dir: Path) -> dict:
+        path = job_dir / "examples.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        return {"dataset_path": str(path)}
+
+    params = (request.sft or SFTParams()).model_dump()
+    config = {"base_model": request.base_model if request.base_model != "tiny" else None, **params}
+    script = str(trainers_dir() / "sft.py")
+    job = jobs.submit("sft", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+                      prepare=prepare)
+    return StartJobOutput(job_id=job["id"], kind="sft", status=job["status"], output_dir=job["output_dir"],
+                          n_examples=len(rows))
+
+
+def start_training(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
+    if request.kind == "sft":
+        return start_sft(jobs, request)
+    params = (request.dpo or DPOParams()).model_dump()
+    return start_dpo(jobs, StartDpoInput(**params, base_model=request.base_model, min_margin=request.min_margin,
+                                         name=request.name))

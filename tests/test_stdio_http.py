@@ -28,7 +28,7 @@ def server_params(home) -> StdioServerParameters:
 async def test_every_tool_over_stdio(home):
     async with Client(server_params(home), read_timeout_seconds=120) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"capture_feedback", "judge_output", "judge_pair", "judge_group", "judge_stats",
+        assert names == {"capture_feedback", "judge_output", "judge_pair", "judge_group", "judge_stats", "start_training",
                          "log_preference", "export_preferences", "start_dpo", "evaluate_checkpoint", "job_status",
                          "wait_for_job", "job_plot", "cancel_job", "list_jobs"} | (names & {"compare_evaluations"})
         good = await call(client, "capture_feedback", task="double x", code=CODE, tests=TESTS, entry_point="double")
