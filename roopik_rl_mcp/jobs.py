@@ -41,6 +41,16 @@ STAGING_DIR = "output.partial"
 PUBLISHED_DIR = "output"
 
 
+def _record_evaluation(store: Store, job: dict, summary: dict) -> None:
+    store.insert("evaluations", {"id": new_id("ev"), "job_id": job["id"], "benchmark": job["config"].get("benchmark"),
+                                 "result": summary})
+
+
+ON_SUCCESS: dict[str, Callable[[Store, dict, dict], None]] = {"evaluation": _record_evaluation}
+"""The job kinds (dpo, sft, evaluation): what each records once it succeeded, beyond its own output."""
+JOB_KINDS = ("dpo", "sft", "evaluation")
+
+
 def read_progress(path: Path) -> list[dict[str, Any]]:
     """Every complete JSON line so far (a half-written last line is ignored until it is complete)."""
     events = []
@@ -100,6 +110,8 @@ class JobManager:
     def submit(self, kind: str, name: str | None, config: dict[str, Any],
                argv: Callable[[Path], list[str]], prepare: Callable[[Path], dict[str, Any]] | None = None) -> dict:
         """Create the job dir and row; `prepare(job_dir)` may add config (e.g. exported data paths)."""
+        if kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
         job_id = new_id(kind)
         job_dir = paths().jobs / job_id
         output_dir = job_dir / PUBLISHED_DIR  # appears only when the job succeeds
@@ -189,9 +201,8 @@ class JobManager:
             reported = (end or {}).get("error") if (end or {}).get("status") == "failed" else None
             changes.update(status="failed", finished_at=time.time(), error=reported or (
                 f"the job exited{f' with code {code}' if code is not None else ''} without writing its final summary"))
-        if self._finish(job, changes) and changes["status"] == "succeeded" and job["kind"] == "evaluation":
-            self.store.insert("evaluations", {"id": new_id("ev"), "job_id": job["id"],
-                                              "benchmark": job["config"].get("benchmark"), "result": summary})
+        if self._finish(job, changes) and changes["status"] == "succeeded" and job["kind"] in ON_SUCCESS:
+            ON_SUCCESS[job["kind"]](self.store, job, summary)
         self._children.pop(job["id"], None)
 
     @staticmethod
