@@ -364,22 +364,20 @@ def _namespace(pid: int | str, kind: str) -> str:
 def test_browser_and_build_worker_run_sandboxed() -> None:
     capture_ui(LOGIN, "tsx")
     # the Playwright driver (node, unsandboxed by design: it is the trusted side of the pipe) is left out
-    sandboxed = [process for process, name, cmdline in live_children()
+    sandboxed = [(process, name) for process, name, cmdline in live_children()
                  if name in ("chromium", "node", "esbuild") and "playwright/driver" not in cmdline]
-    names = {p.name() for p in sandboxed}
-    assert {"chromium", "node"} <= names, names
     checked = set()
-    for process in sandboxed:
+    for process, name in sandboxed:
         try:  # a short-lived Chromium helper may exit between the listing and these reads
             uid, net, mnt = process.uids().real, _namespace(process.pid, "net"), _namespace(process.pid, "mnt")
         except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
             continue
-        assert uid == 65534, (process.name(), uid)
-        assert net != _namespace("self", "net") and mnt != _namespace("self", "mnt"), process.name()
+        assert uid == 65534, (name, uid)
+        assert net != _namespace("self", "net") and mnt != _namespace("self", "mnt"), name
         root = f"/proc/{process.pid}/root"
-        assert not os.path.exists(f"{root}{REPO}/pyproject.toml"), process.name()  # the repository: no
-        assert not os.path.exists(f"{root}{os.path.expanduser('~')}/.bashrc"), process.name()  # the home: no
-        checked.add(process.name())
+        assert not os.path.exists(f"{root}{REPO}/pyproject.toml"), name  # the repository: no
+        assert not os.path.exists(f"{root}{os.path.expanduser('~')}/.bashrc"), name  # the home: no
+        checked.add(name)
     assert {"chromium", "node"} <= checked, checked
 
 
