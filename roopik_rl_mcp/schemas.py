@@ -16,11 +16,12 @@ from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.ui.models import UICheck
 from trainers.dpo import DPOParams
+from trainers.grpo import GRPOParams
 from trainers.sft import SFTParams
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["dpo", "sft", "evaluation"]
+JobKind = Literal["dpo", "sft", "grpo", "evaluation"]
 
 
 MAX_TASK_CHARS = 100_000
@@ -426,12 +427,19 @@ class StartDpoInput(DPOParams, ToolModel):
 class StartTrainingInput(ToolModel):
     """start_training: one tool for every trainer, each with its own typed parameters."""
 
-    kind: Literal["dpo", "sft"] = Field(description="dpo: LoRA DPO on the preference pairs; sft: LoRA supervised "
-                                        "fine-tuning on the passing episodes (prompt = task, completion = code).")
+    kind: Literal["dpo", "sft", "grpo"] = Field(
+        description="dpo: LoRA DPO on the preference pairs; sft: LoRA supervised fine-tuning on the passing episodes "
+        "(prompt = task, completion = code); grpo: online RL (TRL GRPOTrainer), each sampled completion rewarded by "
+        "running it against its task's tests in the sandbox.")
     base_model: ClientPath | None = Field(None, description="Hub id or local path of the model to fine-tune; "
                                           "omitted: a tiny built-in model.")
     dpo: DPOParams | None = Field(None, description="kind=dpo: its hyperparameters (defaults in trainers/dpo.py).")
     sft: SFTParams | None = Field(None, description="kind=sft: its hyperparameters (defaults in trainers/sft.py).")
+    grpo: GRPOParams | None = Field(None, description="kind=grpo: its hyperparameters (defaults in trainers/grpo.py).")
+    tasks: Literal["humaneval", "episodes"] = Field(
+        "humaneval", description="kind=grpo: the prompts: HumanEval's, or your episodes with check(candidate) tests "
+        "and an entry point.")
+    limit: int | None = Field(None, ge=1, le=10_000, description="kind=grpo: only the first N tasks.")
     min_margin: float = Field(0.0, ge=0, le=1, description="kind=dpo: train only on pairs with at least this margin.")
     min_reward: float | None = Field(None, ge=0, le=1, description="kind=sft: only passing episodes whose latest "
                                      "judged reward is at least this.")
@@ -439,9 +447,9 @@ class StartTrainingInput(ToolModel):
 
     @model_validator(mode="after")
     def _params_match_kind(self) -> StartTrainingInput:
-        other = {"dpo": self.sft, "sft": self.dpo}[self.kind]
-        if other is not None:
-            raise ValueError(f"kind={self.kind!r} takes `{self.kind}` parameters, not `{'sft' if self.kind == 'dpo' else 'dpo'}`")
+        others = [name for name in ("dpo", "sft", "grpo") if name != self.kind and getattr(self, name) is not None]
+        if others:
+            raise ValueError(f"kind={self.kind!r} takes `{self.kind}` parameters, not `{others[0]}`")
         return self
 
 
@@ -451,7 +459,7 @@ class StartJobOutput(ToolModel):
     status: JobState
     output_dir: str
     n_pairs: int | None = Field(None, description="dpo: preference pairs exported for the run.")
-    n_examples: int | None = Field(None, description="sft: prompt/completion examples exported for the run.")
+    n_examples: int | None = Field(None, description="sft: prompt/completion examples; grpo: tasks exported for the run.")
 
 
 class JobIdInput(ToolModel):

@@ -253,7 +253,9 @@ def build_server(store: Store | None = None) -> MCPServer:
     _tool(server, "start_training", StartTrainingInput, StartJobOutput,
           "Launch a LoRA fine-tuning job and return its job_id at once: kind=dpo (TRL DPOTrainer on the stored "
           "preference pairs; parameters in `dpo`) or kind=sft (TRL SFTTrainer on the passing episodes, prompt = "
-          "task, completion = code, optionally only those judged >= min_reward; parameters in `sft`). Without "
+          "task, completion = code, optionally only those judged >= min_reward; parameters in `sft`) or kind=grpo "
+          "(TRL GRPOTrainer: completions sampled per task and rewarded by running them against the task's tests in "
+          "the sandbox, minus a length penalty; prompts from HumanEval or your episodes; parameters in `grpo`). Without "
           "base_model a tiny built-in model is trained. Follow with wait_for_job / job_status / job_plot.",
           _hints("Start a training job"),
           lambda r: training.start_training(app.jobs, r))

@@ -11,6 +11,7 @@ from roopik_rl_mcp.model_refs import check_model_reference
 from roopik_rl_mcp.preferences import write_export
 from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput, StartTrainingInput
 from trainers.dpo import DPOParams
+from trainers.grpo import GRPOParams
 from trainers.sft import SFTParams
 
 MIN_PAIRS = 1
@@ -78,9 +79,49 @@ def start_sft(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
                           n_examples=len(rows))
 
 
+def _grpo_tasks(store, source: str, limit: int | None) -> list[dict]:
+    """Prompts with tests for GRPO: HumanEval's, or the user's Python episodes with check(candidate) tests."""
+    if source == "humaneval":
+        from roopik_rl_mcp.evaluation.tasks import load_tasks
+
+        return [{"prompt": t.prompt, "test": t.test, "entry_point": t.entry_point} for t in load_tasks(limit=limit)]
+    rows, seen = [], set()
+    for episode in store.rows("episodes", "language = 'python' and entry_point is not null and test_code is not null"):
+        if episode["task_key"] not in seen and "def check(" in episode["test_code"]:
+            seen.add(episode["task_key"])
+            rows.append({"prompt": episode["task"], "test": episode["test_code"], "entry_point": episode["entry_point"]})
+    return rows[:limit] if limit else rows
+
+
+def start_grpo(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
+    import json
+
+    check_model_reference(request.base_model, "base_model")
+    jobs.check_usable_output(request.base_model, "base_model")
+    tasks = _grpo_tasks(jobs.store, request.tasks, request.limit)
+    if not tasks:
+        raise UserError("tasks", "no tasks with tests to train on: capture Python episodes with check(candidate) tests "
+                                 "and an entry point, or use tasks='humaneval'")
+
+    def prepare(job_dir: Path) -> dict:
+        path = job_dir / "tasks.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in tasks), encoding="utf-8")
+        return {"dataset_path": str(path)}
+
+    config = {"base_model": request.base_model if request.base_model != "tiny" else None,
+              **(request.grpo or GRPOParams()).model_dump()}
+    script = str(trainers_dir() / "grpo.py")
+    job = jobs.submit("grpo", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+                      prepare=prepare)
+    return StartJobOutput(job_id=job["id"], kind="grpo", status=job["status"], output_dir=job["output_dir"],
+                          n_examples=len(tasks))
+
+
 def start_training(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
     if request.kind == "sft":
         return start_sft(jobs, request)
+    if request.kind == "grpo":
+        return start_grpo(jobs, request)
     params = (request.dpo or DPOParams()).model_dump()
     return start_dpo(jobs, StartDpoInput(**params, base_model=request.base_model, min_margin=request.min_margin,
                                          name=request.name))
