@@ -47,8 +47,8 @@ def _record_evaluation(store: Store, job: dict, summary: dict) -> None:
 
 
 ON_SUCCESS: dict[str, Callable[[Store, dict, dict], None]] = {"evaluation": _record_evaluation}
-"""The job kinds (dpo, sft, grpo, evaluation): what each records once it succeeded, beyond its own output."""
-JOB_KINDS = ("dpo", "sft", "grpo", "evaluation")
+"""The job kinds (dpo, sft, grpo, reward_model, evaluation): what each records once it succeeded, beyond its own output."""
+JOB_KINDS = ("dpo", "sft", "grpo", "reward_model", "evaluation")
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:

@@ -17,11 +17,12 @@ from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.ui.models import UICheck
 from trainers.dpo import DPOParams
 from trainers.grpo import GRPOParams
+from trainers.reward_model import RewardModelParams
 from trainers.sft import SFTParams
 from roopik_rl_mcp.sandbox.models import ExecError, Status
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["dpo", "sft", "grpo", "evaluation"]
+JobKind = Literal["dpo", "sft", "grpo", "reward_model", "evaluation"]
 
 
 MAX_TASK_CHARS = 100_000
@@ -427,27 +428,32 @@ class StartDpoInput(DPOParams, ToolModel):
 class StartTrainingInput(ToolModel):
     """start_training: one tool for every trainer, each with its own typed parameters."""
 
-    kind: Literal["dpo", "sft", "grpo"] = Field(
+    kind: Literal["dpo", "sft", "grpo", "reward_model"] = Field(
         description="dpo: LoRA DPO on the preference pairs; sft: LoRA supervised fine-tuning on the passing episodes "
         "(prompt = task, completion = code); grpo: online RL (TRL GRPOTrainer), each sampled completion rewarded by "
-        "running it against its task's tests in the sandbox.")
+        "running it against its task's tests in the sandbox; reward_model: a Bradley-Terry reward model (TRL "
+        "RewardTrainer) on the preference pairs, with held-out pair accuracy.")
     base_model: ClientPath | None = Field(None, description="Hub id or local path of the model to fine-tune; "
                                           "omitted: a tiny built-in model.")
     dpo: DPOParams | None = Field(None, description="kind=dpo: its hyperparameters (defaults in trainers/dpo.py).")
     sft: SFTParams | None = Field(None, description="kind=sft: its hyperparameters (defaults in trainers/sft.py).")
     grpo: GRPOParams | None = Field(None, description="kind=grpo: its hyperparameters (defaults in trainers/grpo.py).")
+    reward_model: RewardModelParams | None = Field(None, description="kind=reward_model: its hyperparameters (defaults "
+                                                   "in trainers/reward_model.py).")
     tasks: Literal["humaneval", "episodes"] = Field(
         "humaneval", description="kind=grpo: the prompts: HumanEval's, or your episodes with check(candidate) tests "
         "and an entry point.")
     limit: int | None = Field(None, ge=1, le=10_000, description="kind=grpo: only the first N tasks.")
-    min_margin: float = Field(0.0, ge=0, le=1, description="kind=dpo: train only on pairs with at least this margin.")
+    min_margin: float = Field(0.0, ge=0, le=1, description="kind=dpo or reward_model: only pairs with at least this "
+                              "margin.")
     min_reward: float | None = Field(None, ge=0, le=1, description="kind=sft: only passing episodes whose latest "
                                      "judged reward is at least this.")
     name: Label | None = Field(None, description="A label for the run.")
 
     @model_validator(mode="after")
     def _params_match_kind(self) -> StartTrainingInput:
-        others = [name for name in ("dpo", "sft", "grpo") if name != self.kind and getattr(self, name) is not None]
+        others = [name for name in ("dpo", "sft", "grpo", "reward_model")
+                  if name != self.kind and getattr(self, name) is not None]
         if others:
             raise ValueError(f"kind={self.kind!r} takes `{self.kind}` parameters, not `{others[0]}`")
         return self
@@ -458,7 +464,7 @@ class StartJobOutput(ToolModel):
     kind: JobKind
     status: JobState
     output_dir: str
-    n_pairs: int | None = Field(None, description="dpo: preference pairs exported for the run.")
+    n_pairs: int | None = Field(None, description="dpo, reward_model: preference pairs exported for the run.")
     n_examples: int | None = Field(None, description="sft: prompt/completion examples; grpo: tasks exported for the run.")
 
 

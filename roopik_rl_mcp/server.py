@@ -255,7 +255,9 @@ def build_server(store: Store | None = None) -> MCPServer:
           "preference pairs; parameters in `dpo`) or kind=sft (TRL SFTTrainer on the passing episodes, prompt = "
           "task, completion = code, optionally only those judged >= min_reward; parameters in `sft`) or kind=grpo "
           "(TRL GRPOTrainer: completions sampled per task and rewarded by running them against the task's tests in "
-          "the sandbox, minus a length penalty; prompts from HumanEval or your episodes; parameters in `grpo`). Without "
+          "the sandbox, minus a length penalty; prompts from HumanEval or your episodes; parameters in `grpo`) or "
+          "kind=reward_model (TRL RewardTrainer: a Bradley-Terry reward model on the pairs, held-out pair accuracy "
+          "reported; parameters in `reward_model`). Without "
           "base_model a tiny built-in model is trained. Follow with wait_for_job / job_status / job_plot.",
           _hints("Start a training job"),
           lambda r: training.start_training(app.jobs, r))

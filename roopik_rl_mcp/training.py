@@ -12,32 +12,37 @@ from roopik_rl_mcp.preferences import write_export
 from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput, StartTrainingInput
 from trainers.dpo import DPOParams
 from trainers.grpo import GRPOParams
+from trainers.reward_model import RewardModelParams
 from trainers.sft import SFTParams
 
 MIN_PAIRS = 1
 
 
 def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
-    check_model_reference(request.base_model, "base_model")
-    jobs.check_usable_output(request.base_model, "base_model")
+    return _start_on_pairs(jobs, "dpo", request.base_model, request.min_margin, request.name,
+                           request.model_dump(include=set(DPOParams.model_fields)))
+
+
+def _start_on_pairs(jobs: JobManager, kind: str, base_model: str | None, min_margin: float, name: str | None,
+                    params: dict) -> StartJobOutput:
+    """A trainer on the exported preference pairs (dpo, reward_model)."""
+    check_model_reference(base_model, "base_model")
+    jobs.check_usable_output(base_model, "base_model")
     exported: dict = {}
 
     def prepare(job_dir: Path) -> dict:
-        export = write_export(jobs.store, job_dir / "pairs.jsonl", ExportPreferencesInput(min_margin=request.min_margin))
+        export = write_export(jobs.store, job_dir / "pairs.jsonl", ExportPreferencesInput(min_margin=min_margin))
         if export.n_pairs < MIN_PAIRS:
-            raise UserError("min_margin", f"no preference pairs to train on (0 pairs with margin >= {request.min_margin}); "
+            raise UserError("min_margin", f"no preference pairs to train on (0 pairs with margin >= {min_margin}); "
                                           "log some with log_preference first")
         exported["n_pairs"] = export.n_pairs
         return {"dataset_path": export.path}
 
-    config = {
-        "base_model": request.base_model if request.base_model != "tiny" else None,
-        **request.model_dump(include=set(DPOParams.model_fields)),  # None: the trainer resolves it by base
-    }
-    script = str(trainers_dir() / "dpo.py")
-    job = jobs.submit("dpo", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+    config = {"base_model": base_model if base_model != "tiny" else None, **params}  # None: resolved by the base
+    script = str(trainers_dir() / f"{kind}.py")
+    job = jobs.submit(kind, name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
                       prepare=prepare)
-    return StartJobOutput(job_id=job["id"], kind="dpo", status=job["status"], output_dir=job["output_dir"],
+    return StartJobOutput(job_id=job["id"], kind=kind, status=job["status"], output_dir=job["output_dir"],
                           n_pairs=exported.get("n_pairs"))
 
 
@@ -122,6 +127,9 @@ def start_training(jobs: JobManager, request: StartTrainingInput) -> StartJobOut
         return start_sft(jobs, request)
     if request.kind == "grpo":
         return start_grpo(jobs, request)
+    if request.kind == "reward_model":
+        return _start_on_pairs(jobs, "reward_model", request.base_model, request.min_margin, request.name,
+                               (request.reward_model or RewardModelParams()).model_dump())
     params = (request.dpo or DPOParams()).model_dump()
     return start_dpo(jobs, StartDpoInput(**params, base_model=request.base_model, min_margin=request.min_margin,
                                          name=request.name))
