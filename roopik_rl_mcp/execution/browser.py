@@ -79,9 +79,13 @@ def to_execution(result: UICaptureResult, viewport: tuple[int, int]) -> Executio
 
 
 def run(request: CaptureFeedbackInput) -> Execution:
-    from roopik_rl_mcp.ui import capture_ui
+    from roopik_rl_mcp.ui import capture_project, capture_ui
 
     viewport = (request.viewport.width, request.viewport.height)
-    result = capture_ui(request.code, request.language, ui_checks=request.ui_checks, viewport=viewport,
-                        screenshots_at_ms=request.screenshots_at_ms, timeout_s=max(1.0, request.timeout_s))
+    options = dict(ui_checks=request.ui_checks, viewport=viewport, screenshots_at_ms=request.screenshots_at_ms,
+                   timeout_s=max(1.0, request.timeout_s))
+    if request.project_dir:  # a Vite app: built with its own node_modules; `code` is kept for the judge
+        result = capture_project(request.project_dir, **options)
+    else:
+        result = capture_ui(request.code, request.language, **options)
     return to_execution(result, viewport)

@@ -25,7 +25,7 @@ from roopik_rl_mcp.ui.runtime import UIRuntimeMissing, ensure_runtime, runtime_d
 
 
 __all__ = ["BuildMessage", "CheckResult", "ConsoleMessage", "FailedResponse", "PageError", "Screenshot",
-           "SourceLocation", "UICaptureResult", "UICheck", "UITimings", "UIRuntimeMissing", "capture_ui",
+           "SourceLocation", "UICaptureResult", "UICheck", "UITimings", "UIRuntimeMissing", "capture_project", "capture_ui",
            "ensure_runtime", "parse_ui_checks", "runtime_dir", "runtime_problem", "shutdown"]
 
 
@@ -42,6 +42,16 @@ def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[s
 
     return capture(code, language, ui_checks=ui_checks, viewport=viewport, screenshots_at_ms=screenshots_at_ms,
                    timeout_s=timeout_s, filename=filename)
+
+
+def capture_project(project_dir: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,
+                    viewport: Sequence[int] = (1280, 800), screenshots_at_ms: Sequence[int] | None = None,
+                    timeout_s: float = 20.0) -> UICaptureResult:
+    """Build a Vite project with its own node_modules (sandboxed, read-only) and capture it like a component."""
+    from roopik_rl_mcp.ui.capture import capture_project as capture
+
+    return capture(project_dir, ui_checks=ui_checks, viewport=viewport, screenshots_at_ms=screenshots_at_ms,
+                   timeout_s=timeout_s)
 
 
 def parse_ui_checks(raw: Sequence[UICheck | dict[str, Any]] | None) -> list[UICheck]:

@@ -241,6 +241,52 @@ def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[s
     return result
 
 
+def capture_project(project_dir: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,
+                    viewport: Sequence[int] = (1280, 800), screenshots_at_ms: Sequence[int] | None = None,
+                    timeout_s: float = 20.0) -> UICaptureResult:
+    """Build a Vite project with its own node_modules (sandboxed) and capture its page like a component."""
+    from roopik_rl_mcp.ui import project, runtime
+    from roopik_rl_mcp.ui.browser import host
+    from roopik_rl_mcp.ui.page import ORIGIN, PageSpec
+
+    started = time.perf_counter()
+    size, at_ms, _ = _validate("<project>", "tsx", viewport, screenshots_at_ms, timeout_s, None)
+    checks = parse_ui_checks(ui_checks)
+    runtime.ensure_chromium()
+    timings = UITimings()
+    result = UICaptureResult(status="passed", language="tsx", compiled=True)
+    resources, errors, isolation, timings.build_ms, timed_out = project.build_project(project_dir, timeout_s)
+    if timed_out or resources is None:
+        result.isolation, result.timings = isolation, timings
+        result.compiled = not errors and not timed_out
+        result.build_errors = errors if not timed_out else []
+        result.status = "timeout" if timed_out else "build_error"
+        if timed_out:
+            result.notes.append(f"timed out during the vite build after {timeout_s:.0f} s")
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        return result
+    if "/" not in resources:
+        raise UserError("project_dir", "the build produced no index.html (is it a Vite app?)")
+    page = _Page(resources=resources)
+    for path, (_, data) in resources.items():
+        if path.endswith(".js") and f"{path}.map" in resources:
+            page.maps[f"{ORIGIN}{path}"] = SourceMap(resources[f"{path}.map"][1].decode("utf-8", "replace"))
+            for source in json.loads(resources[f"{path}.map"][1]).get("sources", []):
+                page.rename[source] = source.lstrip("./").removeprefix("../") if "node_modules/" not in source \
+                    else _display_source(source)
+    spec = PageSpec(resources=page.resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
+    outcome = _render(spec, max(MIN_TIMEOUT_S, timeout_s - (time.perf_counter() - started)))
+    result.isolation = host().isolation
+    _fill(result, outcome, StackMapper(page.maps, page.rename), "src/")
+    timings.render_ms, timings.checks_ms = outcome.render_ms, outcome.checks_ms
+    result.timings = timings
+    result.status = status_of(result, outcome.timed_out or _checks_timed_out(outcome.checks))
+    if outcome.timed_out:
+        result.notes.append(f"timed out during {outcome.timeout_stage} after {timeout_s:.0f} s")
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
 _POOL = None
 
 

@@ -39,8 +39,10 @@ def _setpriv() -> list[str]:
             "--bounding-set=-all", "--"]
 
 
-def bwrap_argv(argv: list[str], *, ro_paths: Iterable[str] = (), env: Mapping[str, str] | None = None) -> list[str]:
-    """`argv` inside bubblewrap, seeing only the system, `ro_paths` (read-only) and empty /tmp and home."""
+def bwrap_argv(argv: list[str], *, ro_paths: Iterable[str] = (), env: Mapping[str, str] | None = None,
+               rw_paths: Iterable[str] = (), chdir: str = "/tmp") -> list[str]:
+    """`argv` inside bubblewrap, seeing only the system, `ro_paths` (read-only), `rw_paths` (writable: a
+    build's output folder) and empty /tmp and home."""
     out = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
@@ -55,7 +57,9 @@ def bwrap_argv(argv: list[str], *, ro_paths: Iterable[str] = (), env: Mapping[st
             "--tmpfs", HOME_IN_SANDBOX]
     for path in ro_paths:  # after the tmpfs mounts: a runtime under /tmp stays visible
         out += ["--ro-bind", path, path]
-    out += ["--chdir", "/tmp", "--clearenv"]
+    for path in rw_paths:
+        out += ["--bind", path, path]
+    out += ["--chdir", chdir, "--clearenv"]
     for key, value in sandbox_env(env).items():
         out += ["--setenv", key, value]
     out += ["--", *argv]
