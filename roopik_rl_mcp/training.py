@@ -26,8 +26,7 @@ def start_dpo(jobs: JobManager, request: StartDpoInput) -> StartJobOutput:
 def _start_on_pairs(jobs: JobManager, kind: str, base_model: str | None, min_margin: float, name: str | None,
                     params: dict) -> StartJobOutput:
     """A trainer on the exported preference pairs (dpo, reward_model)."""
-    check_model_reference(base_model, "base_model")
-    jobs.check_usable_output(base_model, "base_model")
+    _check_base(jobs, base_model)
     exported: dict = {}
 
     def prepare(job_dir: Path) -> dict:
@@ -38,12 +37,7 @@ def _start_on_pairs(jobs: JobManager, kind: str, base_model: str | None, min_mar
         exported["n_pairs"] = export.n_pairs
         return {"dataset_path": export.path}
 
-    config = {"base_model": base_model if base_model != "tiny" else None, **params}  # None: resolved by the base
-    script = str(trainers_dir() / f"{kind}.py")
-    job = jobs.submit(kind, name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
-                      prepare=prepare)
-    return StartJobOutput(job_id=job["id"], kind=kind, status=job["status"], output_dir=job["output_dir"],
-                          n_pairs=exported.get("n_pairs"))
+    return _launch(jobs, kind, base_model, name, params, prepare, n_pairs=lambda: exported.get("n_pairs"))
 
 
 def _passing_examples(store, min_reward: float | None) -> list[dict]:
@@ -60,28 +54,42 @@ def _passing_examples(store, min_reward: float | None) -> list[dict]:
     return rows
 
 
-def start_sft(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
+def _launch(jobs: JobManager, kind: str, base_model: str | None, name: str | None, params: dict,
+            prepare, **counts: int | None) -> StartJobOutput:
+    """Submit `trainers/<kind>.py` as a job: the one place every trainer's start goes through."""
+    config = {"base_model": base_model if base_model != "tiny" else None, **params}  # None: resolved by the base
+    script = str(trainers_dir() / f"{kind}.py")
+    job = jobs.submit(kind, name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+                      prepare=prepare)
+    return StartJobOutput(job_id=job["id"], kind=kind, status=job["status"], output_dir=job["output_dir"],
+                          **{k: v() if callable(v) else v for k, v in counts.items()})
+
+
+def _rows_file(name: str, rows: list[dict]):
+    """A `prepare` step writing the trainer's data as JSONL into the job dir."""
     import json
 
-    check_model_reference(request.base_model, "base_model")
-    jobs.check_usable_output(request.base_model, "base_model")
+    def prepare(job_dir: Path) -> dict:
+        path = job_dir / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        return {"dataset_path": str(path)}
+
+    return prepare
+
+
+def _check_base(jobs: JobManager, base_model: str | None) -> None:
+    check_model_reference(base_model, "base_model")
+    jobs.check_usable_output(base_model, "base_model")
+
+
+def start_sft(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
+    _check_base(jobs, request.base_model)
     rows = _passing_examples(jobs.store, request.min_reward)
     if not rows:
         raise UserError("min_reward" if request.min_reward is not None else "kind",
                         "no passing episodes to train on; capture some with capture_feedback first")
-
-    def prepare(job_dir: Path) -> dict:
-        path = job_dir / "examples.jsonl"
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        return {"dataset_path": str(path)}
-
-    params = (request.sft or SFTParams()).model_dump()
-    config = {"base_model": request.base_model if request.base_model != "tiny" else None, **params}
-    script = str(trainers_dir() / "sft.py")
-    job = jobs.submit("sft", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
-                      prepare=prepare)
-    return StartJobOutput(job_id=job["id"], kind="sft", status=job["status"], output_dir=job["output_dir"],
-                          n_examples=len(rows))
+    return _launch(jobs, "sft", request.base_model, request.name, (request.sft or SFTParams()).model_dump(),
+                   _rows_file("examples.jsonl", rows), n_examples=len(rows))
 
 
 def _grpo_tasks(store, source: str, limit: int | None) -> list[dict]:
@@ -99,27 +107,13 @@ def _grpo_tasks(store, source: str, limit: int | None) -> list[dict]:
 
 
 def start_grpo(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
-    import json
-
-    check_model_reference(request.base_model, "base_model")
-    jobs.check_usable_output(request.base_model, "base_model")
+    _check_base(jobs, request.base_model)
     tasks = _grpo_tasks(jobs.store, request.tasks, request.limit)
     if not tasks:
         raise UserError("tasks", "no tasks with tests to train on: capture Python episodes with check(candidate) tests "
                                  "and an entry point, or use tasks='humaneval'")
-
-    def prepare(job_dir: Path) -> dict:
-        path = job_dir / "tasks.jsonl"
-        path.write_text("".join(json.dumps(row) + "\n" for row in tasks), encoding="utf-8")
-        return {"dataset_path": str(path)}
-
-    config = {"base_model": request.base_model if request.base_model != "tiny" else None,
-              **(request.grpo or GRPOParams()).model_dump()}
-    script = str(trainers_dir() / "grpo.py")
-    job = jobs.submit("grpo", request.name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
-                      prepare=prepare)
-    return StartJobOutput(job_id=job["id"], kind="grpo", status=job["status"], output_dir=job["output_dir"],
-                          n_examples=len(tasks))
+    return _launch(jobs, "grpo", request.base_model, request.name, (request.grpo or GRPOParams()).model_dump(),
+                   _rows_file("tasks.jsonl", tasks), n_examples=len(tasks))
 
 
 def start_training(jobs: JobManager, request: StartTrainingInput) -> StartJobOutput:
