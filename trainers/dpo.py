@@ -6,8 +6,8 @@ Config keys (JSON object):
     dataset_path     JSONL with string fields "prompt", "chosen", "rejected" (other fields ignored)
     output_dir       where the adapter, tokenizer and training_summary.json go
     progress_path    JSON-lines progress file (default: output_dir/progress.jsonl)
-    base_model       hub id, local model dir, LoRA adapter dir (training continues that adapter),
-                     or null/"tiny" for the built-in tiny model
+    base_model       hub id, local model dir, GGUF file (converted once, cached), LoRA adapter dir
+                     (training continues that adapter), or null/"tiny" for the built-in tiny model
     tiny_model_path  where the tiny model is built/reused (default: $ROOPIK_RL_HOME/models/tiny-llama)
     lora_r 8, lora_alpha 16, lora_dropout 0.05, lora_target_modules ["q_proj","k_proj","v_proj","o_proj"]
     beta 0.1, learning_rate (5e-4 for tiny, 5e-5 otherwise), max_steps (int or null),
@@ -165,9 +165,10 @@ def preference_stats(scores: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
-    from trainers.common import (  # here, not at the top: the server imports DPOParams from this file
-        ProgressCallback, apply_thread_env, is_tiny, load_model_and_tokenizer, pick_device, save_json,
-    )
+    # Here, not at the top: the server imports DPOParams from this file.
+    from roopik_rl_mcp.ml.loading import load_model_and_tokenizer, pick_device
+    from roopik_rl_mcp.ml.tiny import is_tiny
+    from trainers.common import ProgressCallback, apply_thread_env, save_json
 
     apply_thread_env()
     started = time.time()

