@@ -129,3 +129,45 @@ def check_model_reference(value: str | None, field: str, _depth: int = 0) -> str
                                "pass the one to use")
     raise UserError(field, f"{local} is a folder but not a model: it has no config.json (a Hugging Face model "
                            "folder), no .gguf file and no adapter_config.json (a LoRA adapter)")
+
+
+def _folder_chat_template(folder: Path) -> bool | None:
+    """Whether a saved tokenizer has a chat template (a jinja file, or `chat_template` in its config)."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return None
+    try:
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError):
+        return None
+
+
+def has_chat_template(value: str | None, _depth: int = 0) -> bool | None:
+    """For prompt_format='chat' before a job: True/False for local models, None when only loading can tell
+    (a hub id, the tiny model before it is built). Reads files only; GGUF metadata through `gguf`."""
+    if value is None or value == TINY:
+        return False  # the tiny model is built without one
+    local = Path(value).expanduser()
+    if not local.exists():
+        return None
+    gguf_files = [local] if local.is_file() and local.suffix.lower() == GGUF_SUFFIX else (
+        gguf_in_folder(local) if local.is_dir() and not (local / "config.json").is_file() else [])
+    if len(gguf_files) == 1:
+        try:
+            import gguf
+
+            return "tokenizer.chat_template" in gguf.GGUFReader(str(gguf_files[0])).fields
+        except Exception:  # noqa: BLE001 - check_model_reference reports a bad file
+            return None
+    if not local.is_dir():
+        return None
+    found = _folder_chat_template(local)
+    if found is None and (local / "adapter_config.json").is_file() and _depth < MAX_ADAPTER_DEPTH:
+        try:
+            base = json.loads((local / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            return None
+        return has_chat_template(base, _depth + 1) if isinstance(base, str) else None
+    return found

