@@ -65,7 +65,16 @@ async def test_a_syntax_error_in_the_app_is_a_build_error_with_its_location(clie
     assert (error["file"], error["line"], error["column"]) == ("src/main.tsx", 9, 17), error
 
 
-async def test_a_project_without_node_modules_or_package_json_is_refused(client, store, tmp_path):
+async def test_an_error_thrown_in_the_app_points_at_the_projects_own_line(client, tmp_path):
+    project = vite_project(tmp_path / "app", main=MAIN.replace(
+        "  const [count", "  if (Date.now() > 0) throw new Error('boom');\n  const [count"))
+    out = await call(client, "capture_feedback", task="a counter app", code=MAIN, project_dir=str(project))
+    assert out["status"] == "error" and out["ui"]["blank"]
+    [error] = [e for e in out["ui"]["page_errors"] if "boom" in e["message"]]
+    assert (error["file"], error["line"]) == ("src/main.tsx", 5), error
+
+
+async def test_a_project_without_node_modules_or_package_json_is_refused(client, store, home, tmp_path):
     bare = vite_project(tmp_path / "bare", with_modules=False)
     assert "npm install" in await call_error(client, "capture_feedback", task="t", code=MAIN, project_dir=str(bare))
     empty = tmp_path / "empty"
@@ -73,6 +82,8 @@ async def test_a_project_without_node_modules_or_package_json_is_refused(client,
     assert "package.json" in await call_error(client, "capture_feedback", task="t", code=MAIN, project_dir=str(empty))
     assert "not a directory" in await call_error(client, "capture_feedback", task="t", code=MAIN,
                                                  project_dir=str(tmp_path / "missing"))
+    inside = vite_project(home / "app")
+    assert "data directory" in await call_error(client, "capture_feedback", task="t", code=MAIN, project_dir=str(inside))
     assert store.count("episodes") == 0
 
 

@@ -25,8 +25,8 @@ from roopik_rl_mcp.ui.runtime import UIRuntimeMissing, ensure_runtime, runtime_d
 
 
 __all__ = ["BuildMessage", "CheckResult", "ConsoleMessage", "FailedResponse", "PageError", "Screenshot",
-           "SourceLocation", "UICaptureResult", "UICheck", "UITimings", "UIRuntimeMissing", "capture_project", "capture_ui",
-           "ensure_runtime", "parse_ui_checks", "runtime_dir", "runtime_problem", "shutdown"]
+           "SourceLocation", "UICaptureResult", "UICheck", "UITimings", "UIRuntimeMissing", "capture_project",
+           "capture_ui", "ensure_runtime", "parse_ui_checks", "runtime_dir", "runtime_problem", "shutdown"]
 
 
 def capture_ui(code: str, language: str, *, ui_checks: Sequence[UICheck | dict[str, Any]] | None = None,

@@ -267,17 +267,12 @@ def capture_project(project_dir: str, *, ui_checks: Sequence[UICheck | dict[str,
         return result
     if "/" not in resources:
         raise UserError("project_dir", "the build produced no index.html (is it a Vite app?)")
-    page = _Page(resources=resources)
-    for path, (_, data) in resources.items():
-        if path.endswith(".js") and f"{path}.map" in resources:
-            page.maps[f"{ORIGIN}{path}"] = SourceMap(resources[f"{path}.map"][1].decode("utf-8", "replace"))
-            for source in json.loads(resources[f"{path}.map"][1]).get("sources", []):
-                page.rename[source] = source.lstrip("./").removeprefix("../") if "node_modules/" not in source \
-                    else _display_source(source)
-    spec = PageSpec(resources=page.resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
+    maps = {f"{ORIGIN}{path}": SourceMap(resources[f"{path}.map"][1].decode("utf-8", "replace"))
+            for path in resources if path.endswith(".js") and f"{path}.map" in resources}
+    spec = PageSpec(resources=resources, viewport=size, screenshots_at_ms=at_ms, checks=checks)
     outcome = _render(spec, max(MIN_TIMEOUT_S, timeout_s - (time.perf_counter() - started)))
     result.isolation = host().isolation
-    _fill(result, outcome, StackMapper(page.maps, page.rename), "src/")
+    _fill(result, outcome, _ProjectStackMapper(maps), "")
     timings.render_ms, timings.checks_ms = outcome.render_ms, outcome.checks_ms
     result.timings = timings
     result.status = status_of(result, outcome.timed_out or _checks_timed_out(outcome.checks))
@@ -285,6 +280,17 @@ def capture_project(project_dir: str, *, ui_checks: Sequence[UICheck | dict[str,
         result.notes.append(f"timed out during {outcome.timeout_stage} after {timeout_s:.0f} s")
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+class _ProjectStackMapper(StackMapper):
+    """In a Vite app an error's location is its first frame in the project's own files, not React's."""
+
+    def first_frame(self, text: str, prefer: str | None = None) -> tuple[str, int, int] | None:
+        for line in text.splitlines():
+            frame = super().first_frame(line)
+            if frame is not None and not frame[0].startswith("node_modules/"):
+                return frame
+        return super().first_frame(text)
 
 
 _POOL = None

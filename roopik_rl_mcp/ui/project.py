@@ -9,6 +9,7 @@ same checks, console, errors, blank detection and screenshots. Errors point at t
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import re
@@ -104,18 +105,21 @@ def build_project(project_dir: str, timeout_s: float) -> tuple[dict[str, tuple[s
         build_ms = (time.perf_counter() - started) * 1000
         if process.returncode != 0:
             return None, build_errors(stderr, root), isolation, build_ms, False
-        return _resources(out / "dist"), [], isolation, build_ms, False
+        return _resources(out / "dist", root), [], isolation, build_ms, False
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _resources(dist: Path) -> dict[str, tuple[str, bytes]]:
+def _resources(dist: Path, root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every file of dist/ by its URL path, with its content type; source maps name the project's files."""
     resources: dict[str, tuple[str, bytes]] = {}
     total = 0
     for path in sorted(dist.rglob("*")):
         if not path.is_file() or path.is_symlink():
             continue
         data = path.read_bytes()
+        if path.suffix == ".map":
+            data = _project_sources(data, path.parent, root)
         total += len(data)
         if total > MAX_DIST_BYTES:
             raise UserError("project_dir", f"the built app is over {MAX_DIST_BYTES // 2**20} MB")
@@ -129,3 +133,26 @@ def _resources(dist: Path) -> dict[str, tuple[str, bytes]]:
     if "/index.html" in resources:
         resources["/"] = resources["/index.html"]
     return resources
+
+
+def _project_sources(data: bytes, map_dir: Path, root: Path) -> bytes:
+    """Vite names sources relative to the map in the (deleted) temp dist: name them as the project does,
+    `src/main.tsx`, or `node_modules/<package>/...` for a package's file (wherever node_modules really is)."""
+    try:
+        source_map = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(source_map, dict) or not isinstance(source_map.get("sources"), list):
+        return data
+    named = []
+    for source in source_map["sources"]:
+        if not isinstance(source, str) or "\0" in source or not (source.startswith("../") or os.path.isabs(source)):
+            named.append(source)  # a virtual module (vite/modulepreload-polyfill)
+            continue
+        full = os.path.normpath(os.path.join(map_dir, source))
+        if "/node_modules/" in full:
+            named.append("node_modules/" + full.split("/node_modules/", 1)[1])
+        else:
+            named.append(os.path.relpath(full, root))
+    source_map["sources"] = named
+    return json.dumps(source_map).encode()
