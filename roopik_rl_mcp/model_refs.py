@@ -121,6 +121,9 @@ def check_model_reference(value: str | None, field: str, _depth: int = 0) -> str
     if (local / "config.json").is_file():
         _read_json(local / "config.json", field)
         return "model"
+    if any((local / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise UserError(field, f"{local} holds adapter weights but no adapter_config.json: PEFT needs that file "
+                               "(with base_model_name_or_path) to know the adapter's base and shape")
     ggufs = gguf_in_folder(local)
     if len(ggufs) == 1:
         return _check_gguf(ggufs[0], field)

