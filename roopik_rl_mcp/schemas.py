@@ -563,3 +563,5 @@ class StartEvaluationOutput(ToolModel):
     output_dir: str
     models: list[str] = Field(description="The labels of the models evaluated, in order (the first is the baseline).")
     n_tasks: int
+    warnings: list[str] = Field(default_factory=list, description="E.g. an adapter whose training prompts overlap "
+                                "the benchmark's (also kept in the result).")

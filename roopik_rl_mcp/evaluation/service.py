@@ -14,6 +14,7 @@ from roopik_rl_mcp.config import python_executable
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation.benchmarks import EPISODES, resolve_benchmark, write_tasks
 from roopik_rl_mcp.evaluation.generators.openai_backend import MODEL_ENV, api_model_name, is_api_model
+from roopik_rl_mcp.evaluation.overlap import overlap_warnings
 from roopik_rl_mcp.jobs import STAGING_DIR, JobManager
 from roopik_rl_mcp.model_refs import check_model_reference, has_chat_template
 from roopik_rl_mcp.schemas import EvaluateCheckpointInput, StartEvaluationOutput
@@ -78,13 +79,14 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
         raise UserError("benchmark", str(exc)) from exc
     models = _labelled(request.models) if request.models else models_to_compare(request.model, request.base_model)
     episodes = request.benchmark.strip().lower() == EPISODES
+    warnings = overlap_warnings(models, tasks)
     config = {
         "models": models,
         "max_steps": len(models) * len(tasks) * request.n_samples,
         "benchmark": request.benchmark, "benchmark_name": request.benchmark, "limit": request.limit,
         "n_samples": request.n_samples, "k": request.k, "temperature": request.temperature,
         "max_new_tokens": request.max_new_tokens, "seed": request.seed, "n_tasks": len(tasks),
-        "prompt_format": request.prompt_format, "batch_size": request.batch_size,
+        "prompt_format": request.prompt_format, "batch_size": request.batch_size, "warnings": warnings,
     }
 
     def prepare(job_dir: Path) -> dict:
@@ -97,4 +99,4 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
     job = jobs.submit("evaluation", None, config, prepare=prepare,
                       argv=lambda cfg: [python_executable(), "-m", "roopik_rl_mcp.evaluation.runner", "--config", str(cfg)])
     return StartEvaluationOutput(job_id=job["id"], kind="evaluation", status=job["status"], output_dir=job["output_dir"],
-                                 models=[m["label"] for m in models], n_tasks=len(tasks))
+                                 models=[m["label"] for m in models], n_tasks=len(tasks), warnings=warnings)
