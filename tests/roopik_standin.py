@@ -3,6 +3,12 @@
 Scripted by a JSON file (ROOPIK_STANDIN_SCENARIO) and recording every call it gets (name and arguments)
 as JSON lines in ROOPIK_STANDIN_LOG, so tests can check what our server asked and in which order. Like
 the real bridge, it refuses to start without the session's token (close code 4003 there).
+
+Scenario keys: token; errors_before_reload / errors_after_reload, logs (browser_get_errors /
+browser_get_console_logs items); blank (a white screenshot); components (canvas_validate_components);
+hang ("start" or a tool name: sleep 60 s there); fail ({tool: message}: that tool fails); envelope (answer
+the way Roopik's tool layer does, `{success, data}` / `{success: false, error}`, instead of bare data and
+isError results).
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ token = args.token or os.environ.get("ROOPIK_MCP_TOKEN")
 if token != scenario.get("token"):
     print("roopik-mcp: authentication failed (4003 invalid token)", file=sys.stderr)
     raise SystemExit(3)
+if scenario.get("hang") == "start":
+    time.sleep(60)
 state = {"reloaded": False}
 server = MCPServer("roopik-standin")
 
 
 def record(name: str, **arguments) -> None:
+    state["last"] = name
     with open(os.environ["ROOPIK_STANDIN_LOG"], "a") as log:
         log.write(json.dumps({"name": name, "arguments": arguments, "ws_port": args.ws_port,
                               "env_keys": sorted(os.environ)}) + "\n")
@@ -42,6 +51,15 @@ def record(name: str, **arguments) -> None:
 
 
 def text(value) -> CallToolResult:
+    """`value` as JSON text, or the failure the scenario asks for (of the tool that was recorded last)."""
+    name = state["last"]
+    if name in scenario.get("fail", {}):
+        if scenario.get("envelope"):
+            return CallToolResult(content=[TextContent(type="text", text=json.dumps(
+                {"success": False, "error": scenario["fail"][name]}))])
+        return CallToolResult(content=[TextContent(type="text", text=scenario["fail"][name])], is_error=True)
+    if scenario.get("envelope"):
+        value = {"success": True, "data": value}
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(value))])
 
 

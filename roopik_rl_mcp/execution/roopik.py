@@ -4,13 +4,15 @@ The IDE serves MCP over a local WebSocket that outside programs reach through it
 (`roopik-mcp [--ws-port N]`, authenticated by the session's ROOPIK_MCP_TOKEN). Console and network capture
 attach lazily on the first browser call, so errors during the first load would be missed: the reliable
 order is browser_get_errors (attaches) -> browser_reload -> settle -> browser_get_errors, console logs and
-browser_screenshot. A Vite project is started first with project_start; canvas components report their
-build and runtime errors through canvas_validate_components / component_get_info.
+browser_screenshot. A Vite project is started first with project_start and opened with browser_open (which
+navigates an open browser and opens one otherwise; browser_navigate fails when none is open); canvas
+components report their build and runtime errors through canvas_validate_components / component_get_info.
 
 Configuration: ROOPIK_MCP_BRIDGE (the bridge command line; default `roopik-mcp` on PATH),
 ROOPIK_MCP_WS_PORT, ROOPIK_MCP_TOKEN, and ROOPIK_MCP_BRIDGE_ENV (comma-separated names of further variables the
-bridge should get; it gets only PATH, HOME, LANG and the token otherwise). The token goes to the bridge through its environment only: never
-on a command line (other users can read those), in the database, a log or a result.
+bridge should get; it gets only PATH, HOME, LANG, ROOPIK_MCP_WS_URL and the token otherwise). The token goes to
+the bridge through its environment only (the bridge reads ROOPIK_MCP_TOKEN when no --token is given): never on
+a command line (other users can read those), in the database, a log or a result.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ EXTRA_ENV = "ROOPIK_MCP_BRIDGE_ENV"
 SETTLE_S = 1.0
 """After browser_reload: long enough for a dev page to render, far below a tool timeout."""
 PAGE_ERROR_TYPES = ("exception", "uncaught", "pageerror", "unhandledrejection")
-ISOLATION = "roopik (the IDE's own browser)"
+ISOLATION = "roopik (the IDE's browser)"
 
 
 def bridge_command() -> list[str]:
@@ -45,6 +47,9 @@ def bridge_command() -> list[str]:
     if not argv:
         raise UserError("backend", f"'roopik' needs the Roopik IDE's stdio bridge: set {BRIDGE_ENV} to its path "
                                    "(the `roopik-mcp` binary shipped with the IDE) or put it on PATH")
+    if not shutil.which(argv[0]):
+        raise UserError("backend", f"{BRIDGE_ENV} names {argv[0]!r}, which is not an executable here: point it at "
+                                   "the `roopik-mcp` binary shipped with the Roopik IDE")
     if port := os.environ.get(PORT_ENV, "").strip():
         argv += ["--ws-port", port]
     return argv
@@ -52,7 +57,8 @@ def bridge_command() -> list[str]:
 
 def _bridge_env() -> dict[str, str]:
     """Only what the bridge needs: none of the server's other secrets (ROOPIK_MCP_BRIDGE_ENV names more)."""
-    names = ["PATH", "HOME", "LANG", "SYSTEMROOT", *filter(None, os.environ.get(EXTRA_ENV, "").split(","))]
+    extra = filter(None, os.environ.get(EXTRA_ENV, "").split(","))
+    names = ["PATH", "HOME", "LANG", "SYSTEMROOT", "ROOPIK_MCP_WS_URL", *extra]
     env = {key: os.environ[key] for key in names if key in os.environ}
     if token := os.environ.get(TOKEN_ENV):
         env[TOKEN_ENV] = token
@@ -65,27 +71,40 @@ def _scrub(text: str) -> str:
 
 
 class _Session:
-    """Calls Roopik tools and reads their JSON text / image results."""
+    """Calls Roopik tools and reads their JSON text / image results.
+
+    Roopik's tools answer `{success, data, error}` inside; a failure may come as an isError result or as
+    `success: false` in the text, so both count as the tool failing."""
 
     def __init__(self, client: Any, tools: set[str]) -> None:
         self.client, self.tools = client, tools
 
-    async def call(self, name: str, **arguments: Any) -> Any:
+    async def call(self, name: str, optional: bool = False, **arguments: Any) -> Any:
+        """The tool's result (dict, or PNG bytes for an image); a UserError when it fails, None if `optional`."""
         if name not in self.tools:
             raise UserError("backend", f"the Roopik server has no tool {name!r} (it offers: {', '.join(sorted(self.tools))})")
         result = await self.client.call_tool(name, arguments)
         texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
-        if result.is_error:
-            raise UserError("backend", _scrub(f"Roopik's {name} failed: {' '.join(texts)[:500]}"))
         images = [c for c in result.content if getattr(c, "type", None) == "image"]
+        value = result.structured_content if result.structured_content is not None else _json(texts)
+        failed = result.is_error or (isinstance(value, dict) and value.get("success") is False)
+        if failed:
+            if optional:
+                return None
+            why = value.get("error") if isinstance(value, dict) and value.get("error") else " ".join(texts)
+            raise UserError("backend", _scrub(f"Roopik's {name} failed: {str(why)[:500]}"))
         if images:
             return base64.b64decode(images[0].data)
-        if result.structured_content is not None:
-            return result.structured_content
-        try:
-            return json.loads(texts[0]) if texts else {}
-        except ValueError:
-            return {"text": texts[0]}
+        if isinstance(value, dict) and value.get("success") is True and isinstance(value.get("data"), dict):
+            return value["data"]
+        return value
+
+
+def _json(texts: list[str]) -> Any:
+    try:
+        return json.loads(texts[0]) if texts else {}
+    except ValueError:
+        return {"text": texts[0]}
 
 
 def _location(item: dict) -> dict:
@@ -100,16 +119,20 @@ async def _capture(request: CaptureFeedbackInput, session: _Session) -> dict[str
     seen: dict[str, Any] = {"build": [], "runtime": []}
     if request.project_dir:
         started = await session.call("project_start", projectPath=request.project_dir)
-        seen["url"] = started.get("url")
-        await session.call("browser_navigate", url=seen["url"])
+        if not started.get("url"):
+            raise UserError("project_dir", f"Roopik started {request.project_dir} but gave no URL: "
+                                           f"{str(started)[:300]}")
+        seen["url"] = started["url"]
     elif request.page_url:
         seen["url"] = request.page_url
-        await session.call("browser_navigate", url=request.page_url)
+    if seen.get("url"):
+        opener = "browser_open" if "browser_open" in session.tools else "browser_navigate"
+        await session.call(opener, url=seen["url"])
     if "browser_set_viewport" in session.tools:
         await session.call("browser_set_viewport", width=request.viewport.width, height=request.viewport.height,
                            deviceScaleFactor=1, mobile=False)
     if not request.project_dir and request.language in ("tsx", "jsx") and "canvas_validate_components" in session.tools:
-        validated = await session.call("canvas_validate_components")
+        validated = await session.call("canvas_validate_components", optional=True) or {}  # no canvas open
         for component in validated.get("components", []):
             if component.get("error") or component.get("buildState") == "failed" or component.get("runtimeError"):
                 info = await session.call("component_get_info", componentId=component.get("id"))
@@ -168,8 +191,11 @@ def _execution(request: CaptureFeedbackInput, seen: dict[str, Any], started: flo
         page_errors.append(PageErrorEntry(message=message, stack=runtime.get("stack")))
         errors.append(ExecError(kind="RenderError", message=message))
     for log in seen.get("logs", []):
-        if log.get("type") != "error":
-            console.append(ConsoleEntry(level=str(log.get("type", "log")), text=_scrub(str(log.get("message", "")))[:4000]))
+        if log.get("type") != "error":  # errors came from browser_get_errors already
+            where = _location(log)
+            location = ":".join(str(where[key]) for key in ("file", "line", "column") if where.get(key))
+            console.append(ConsoleEntry(level=str(log.get("type", "log")), location=location or None,
+                                        text=_scrub(str(log.get("message", "")))[:4000]))
     png = seen.get("png") if isinstance(seen.get("png"), bytes) else None
     blank = is_blank(png) if png else None
     if blank:
