@@ -136,7 +136,8 @@ class CaptureFeedbackInput(ToolModel):
     build_errors: list[Message] | None = Field(
         None, max_length=MAX_MESSAGES, description="Artifacts: build errors the agent saw (at most 200).")
     page_url: Annotated[str, Field(max_length=MAX_PATH_CHARS)] | None = Field(
-        None, description="Artifacts: the URL the screenshot shows (kept for reference, never fetched).")
+        None, description="Artifacts: the URL the screenshot shows (kept for reference, never fetched); "
+        "backend=roopik: the page the IDE's browser opens before the capture.")
 
 
     @field_validator("code")
