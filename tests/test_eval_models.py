@@ -84,6 +84,11 @@ async def test_api_models_are_evaluated_side_by_side_with_statistics(client, mon
         shutil.copy(path, tmp_path / path.name)  # the published output is read-only
         assert json.loads(score_samples_file(str(tmp_path / path.name), [1]))["pass@1"] == model["pass_at_k"]["pass@1"]
     assert result["greedy"] and result["prompt_format"] == "auto" and result["top_p"] is None
+    from PIL import Image
+
+    with Image.open(Path(done["output_dir"]) / result["chart_file"]) as chart:
+        assert chart.format == "PNG" and chart.width >= 400 and chart.height >= 300
+        assert len(chart.convert("RGB").getcolors(maxcolors=1 << 16) or range(2)) > 10, "bars and text, not blank"
     assert fake.headers[0]["authorization"] == "Bearer sk-generator-secret"
     job_dir = Path(done["output_dir"]).parent
     for path in job_dir.rglob("*"):

@@ -89,6 +89,7 @@ class EvaluationResult(Settings):
     comparisons: list[Comparison] = Field(description="Each model against the first, on the same tasks.")
     comparison: list[dict[str, str | float]] = Field(description="Per task: task_id and each model's pass rate.")
     table_markdown: str
+    chart_file: str = Field(description="PNG in the job's output_dir: pass@k per model, pass@1 with its 95% interval.")
     notes: list[str]
     warnings: list[str] = Field(default_factory=list, description="E.g. training data that overlaps the benchmark.")
     versions: dict[str, str] = Field(description="python, torch, transformers, peft, openai, gguf, roopik-rl-mcp.")

@@ -47,6 +47,8 @@ from roopik_rl_mcp.evaluation.tasks import Task, load_tasks  # noqa: E402
 from roopik_rl_mcp.model_refs import check_model_reference  # noqa: E402
 from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 
+CHART_FILE = "chart.png"
+
 
 @dataclass
 class EvalConfig:
@@ -273,6 +275,11 @@ def run(cfg: EvalConfig, progress: ProgressWriter) -> EvaluationResult:
     comparisons = [compare(models[0].label, m.label, models[0].per_task, m.per_task, seed=cfg.generation.seed)
                    for m in models[1:]]
     g = cfg.generation
+    from roopik_rl_mcp.evaluation.chart import comparison_png
+
+    title = f"{cfg.benchmark_name}: {len(tasks)} tasks, n={cfg.n_samples}, " + \
+        ("greedy" if g.greedy else f"T={g.temperature}")
+    cfg.result_path.with_name(CHART_FILE).write_bytes(comparison_png(models, title))
     return EvaluationResult(
         benchmark=cfg.benchmark_name, n_tasks=len(tasks), n_samples=cfg.n_samples, k=cfg.k,
         temperature=g.temperature, top_p=None if g.greedy else g.top_p, greedy=g.greedy,
@@ -281,7 +288,8 @@ def run(cfg: EvalConfig, progress: ProgressWriter) -> EvaluationResult:
         models=models, comparisons=comparisons,
         comparison=[{"task_id": t.task_id, **{m.label: m.per_task[j].c / m.per_task[j].n for m in models}}
                     for j, t in enumerate(tasks)],
-        table_markdown=markdown_table(models, comparisons), notes=notes, warnings=cfg.warnings, versions=_versions())
+        table_markdown=markdown_table(models, comparisons), chart_file=CHART_FILE, notes=notes, warnings=cfg.warnings,
+        versions=_versions())
 
 
 def _evaluate_group(group: Group, tasks: list[Task], cfg: EvalConfig, progress: ProgressWriter, step: list[int],
