@@ -12,8 +12,8 @@ from pathlib import Path
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.jobs import read_progress
 
-PREFERRED = ("loss", "rewards/margins", "rewards/accuracies", "reward", "completion_length", "eval_loss",
-             "passed_so_far", "grad_norm", "learning_rate")
+PREFERRED = ("loss", "rewards/margins", "rewards/accuracies", "reward", "completions/mean_length",
+             "completion_length", "eval_loss", "grad_norm", "learning_rate")
 MAX_PANELS = 4
 
 

