@@ -183,8 +183,10 @@ class CaptureFeedbackOutput(ToolModel):
 # -- judge_output ------------------------------------------------------------------------------------
 class JudgeOutputInput(ToolModel):
     episode_id: Identifier = Field(description="An id returned by capture_feedback.")
-    judge: Literal["auto", "offline", "llm"] = Field(
-        "auto", description="auto: the LLM judge when an endpoint is configured, else the offline judge."
+    judge: Annotated[str, Field(max_length=MAX_ID_CHARS + 20, pattern=r"^(auto|offline|llm|reward_model:\S+)$")] = Field(
+        "auto", description="auto: the LLM judge when an endpoint is configured, else the offline judge; offline; "
+        "llm; or 'reward_model:<job_id>': a reward model trained with start_training(kind='reward_model') scores "
+        "the answer (reward = sigmoid of its score)."
     )
     model: Label | None = Field(None, description="Judge model name for the LLM judge (overrides the configured one).")
     base_url: Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=r"^https?://")] | None = Field(
@@ -215,6 +217,8 @@ class JudgeOutputOutput(ToolModel):
     spread: dict[str, float] | None = Field(None, description="samples > 1: max - min of each score across samples.")
     latency_ms: int | None = Field(None, description="Time the LLM judge took, retries included.")
     fallback: str | None = Field(None, description="judge='auto': why the offline judge was used instead of the LLM.")
+    reward_model_score: float | None = Field(None, description="judge='reward_model:<job_id>': the reward model's raw "
+                                             "Bradley-Terry score (the reward is its sigmoid).")
 
 
 JudgeChoice = Literal["auto", "offline", "llm"]

@@ -33,6 +33,7 @@ from roopik_rl_mcp.evaluation import service as evaluation
 from roopik_rl_mcp.evaluation import stored as stored_evaluations
 from roopik_rl_mcp.jobs import JobManager
 from roopik_rl_mcp.judge import compare, judge_output
+from roopik_rl_mcp.judge.reward_model import close_all as close_reward_models
 from roopik_rl_mcp.judge.stats import judge_stats
 from roopik_rl_mcp.sandbox.isolation import current as sandbox_isolation
 from roopik_rl_mcp.sandbox.python_runner import prewarm as prewarm_sandbox
@@ -196,8 +197,11 @@ def build_server(store: Store | None = None) -> MCPServer:
         async with anyio.create_task_group() as group:
             group.start_soon(log_isolation)
             group.start_soon(_poll_jobs, app)
-            yield app
-            group.cancel_scope.cancel()
+            try:
+                yield app
+            finally:
+                group.cancel_scope.cancel()
+                close_reward_models()
 
     server = MCPServer("roopik-rl-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
 
@@ -218,7 +222,9 @@ def build_server(store: Store | None = None) -> MCPServer:
           "Score an episode 0-10 on functionality, quality and prompt match (an LLM judge when an "
           "OpenAI-compatible endpoint is configured, else a deterministic offline judge) and combine the scores "
           "with the execution signals into a reward in [0, 1]: 0.3*compiled + 0.2*(1-error_rate) + "
-          "0.2*functionality/10 + 0.15*quality/10 + 0.15*prompt_match/10 (weights adjustable).",
+          "0.2*functionality/10 + 0.15*quality/10 + 0.15*prompt_match/10 (weights adjustable). "
+          "judge='reward_model:<job_id>' lets a reward model you trained (start_training kind='reward_model') give "
+          "the reward instead: the sigmoid of its score, the raw score returned as reward_model_score.",
           _hints("Judge an episode"),
           lambda r: judge_output(app.store, r))
     _tool(server, "judge_pair", JudgePairInput, JudgePairOutput,

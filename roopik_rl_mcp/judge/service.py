@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from roopik_rl_mcp.episodes import get_episode
 from roopik_rl_mcp.errors import UserError
@@ -41,8 +42,40 @@ def _cached(store: Store, key: str) -> dict | None:
     return rows[0] if rows else None
 
 
+def _judge_with_reward_model(store: Store, episode: dict, request: JudgeOutputInput) -> JudgeOutputOutput:
+    """The reward model decides the reward; the offline rubric's scores come along as the readable part."""
+    from roopik_rl_mcp.judge.reward_model import reward_model_job, score_with
+    from roopik_rl_mcp.preferences import completion_of
+
+    if request.weights is not None:
+        raise UserError("weights", "a reward_model judge gives the reward itself: weights combine an LLM or offline "
+                                   "judge's scores, leave them out")
+    job = reward_model_job(store, request.judge)
+    started = time.perf_counter()
+    raw, reward = score_with(job, episode["task"], completion_of(episode["task"], episode["code"]))
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    scores, rubric = offline.judge(episode)
+    reward = round(reward, 6)
+    rationale = trimmed(f"Reward model {job['id']} scored {raw:.4f} (reward = sigmoid = {reward:.4f}). "
+                        f"Scores from the offline rubric: {rubric}")
+    overall = round((scores.functionality + scores.quality + scores.prompt_match) / 3, 2)
+    judgment_id = new_id("jd")
+    store.insert("judgments", {
+        "id": judgment_id, "episode_id": episode["id"], "judge": "reward_model", "model": job["id"],
+        "scores": scores.model_dump(), "overall": overall, "rationale": rationale, "reward": reward,
+        "breakdown": {"reward_model": reward}, "weights": None, "latency_ms": latency_ms,
+        "settings": {"raw_score": raw},
+    })
+    return JudgeOutputOutput(
+        judgment_id=judgment_id, episode_id=episode["id"], judge="reward_model", scores=scores, overall=overall,
+        rationale=rationale, reward=reward, reward_breakdown={"reward_model": reward}, model=job["id"],
+        latency_ms=latency_ms, reward_model_score=round(raw, 6))
+
+
 def judge_output(store: Store, request: JudgeOutputInput) -> JudgeOutputOutput:
     episode = get_episode(store, request.episode_id)
+    if request.judge.startswith("reward_model:"):
+        return _judge_with_reward_model(store, episode, request)
     use_llm = request.judge == "llm" or (request.judge == "auto" and (llm.configured() or request.base_url))
     if request.judge == "llm" and not (llm.configured() or request.base_url):
         raise UserError("judge", "'llm' needs an endpoint: set ROOPIK_JUDGE_BASE_URL (or OPENAI_BASE_URL / "
