@@ -549,6 +549,10 @@ class EvaluateCheckpointInput(ToolModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds sampling (the same stream for every model) and the "
                       "bootstrap; recorded with the result.")
     batch_size: int = Field(8, ge=1, le=256, description="Sequences per generate() call (left-padded batches).")
+    generation_backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="How local models generate: transformers; vllm (in-process vLLM, LoRA adapters per "
+        "request; must be installed in the server's Python); auto: vllm when it is installed and a CUDA GPU is "
+        "present, else transformers. API models always go through their endpoint.")
 
     @model_validator(mode="after")
     def _k_fits(self) -> EvaluateCheckpointInput:

