@@ -10,6 +10,9 @@ One importable function, usable as a TRL `reward_funcs` entry in your own script
 reward = share of the task's tests passed - length_penalty * len(completion) / 100 (the length penalty of
 the REINFORCE/PPO study in the seeds, with length in characters), so a correct short answer scores
 highest. Completions run through one sandbox batch (a warm fork server, a process per test).
+
+`judge_reward` adds the offline judge's view (execution plus code quality and prompt match, 0-1), for a
+weighted second reward beside the tests.
 """
 
 from __future__ import annotations
@@ -32,17 +35,45 @@ def _truncated(text: str) -> str:
     return text[:cut]
 
 
+def _executed(prompts: Sequence[Any], completions: Sequence[Any], test: Sequence[str], entry_point: Sequence[str],
+              timeout_s: float) -> tuple[list[str], list[str], list[Any]]:
+    """(completion texts cut at the stops, whole programs, sandbox results), one sandbox batch for all."""
+    from roopik_rl_mcp.sandbox import BatchJob, run_batch
+
+    texts = [_truncated(_text(c)) for c in completions]
+    programs = [_text(p) + t for p, t in zip(prompts, texts)]
+    results = run_batch([BatchJob(program, tests, entry, timeout_s)
+                         for program, tests, entry in zip(programs, test, entry_point)])
+    return texts, programs, results
+
+
 def sandbox_reward(prompts: Sequence[Any], completions: Sequence[Any], test: Sequence[str],
                    entry_point: Sequence[str], length_penalty: float = 0.0, timeout_s: float = 5.0,
                    **_: Any) -> list[float]:
     """One reward per completion: tests passed (0-1, partial credit) minus the length penalty."""
-    from roopik_rl_mcp.sandbox import BatchJob, run_batch
-
-    texts = [_truncated(_text(c)) for c in completions]
-    jobs = [BatchJob(_text(p) + t, tests, entry, timeout_s) for p, t, tests, entry in zip(prompts, texts, test, entry_point)]
-    results = run_batch(jobs)
+    texts, _, results = _executed(prompts, completions, test, entry_point, timeout_s)
     rewards = []
     for text, result in zip(texts, results):
         share = result.tests_passed / result.tests_total if result.tests_total else float(result.passed)
         rewards.append(round(share - length_penalty * len(text) / 100, 6))
+    return rewards
+
+
+def judge_reward(prompts: Sequence[Any], completions: Sequence[Any], test: Sequence[str],
+                 entry_point: Sequence[str], timeout_s: float = 5.0, **_: Any) -> list[float]:
+    """The offline judge's reward (0-1) per completion: the same execution signals and rubric (quality from
+    pyflakes and complexity, prompt match) that judge_output uses, so RL can favour readable code too.
+
+    Deterministic and local; give it a weight beside sandbox_reward (TRL's `reward_weights`)."""
+    from roopik_rl_mcp.judge import offline
+    from roopik_rl_mcp.judge.reward import combine
+
+    _, programs, results = _executed(prompts, completions, test, entry_point, timeout_s)
+    rewards = []
+    for prompt, program, tests, entry, result in zip(prompts, programs, test, entry_point, results):
+        episode = {"task": _text(prompt), "code": program, "test_code": tests, "entry_point": entry,
+                   "language": "python", "status": str(getattr(result.status, "value", result.status)),
+                   "tests_total": result.tests_total, "tests_passed": result.tests_passed}
+        scores, _ = offline.judge(episode)
+        rewards.append(combine(episode, scores)[0])
     return rewards
