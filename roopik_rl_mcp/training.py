@@ -12,6 +12,7 @@ from roopik_rl_mcp.preferences import write_export
 from roopik_rl_mcp.schemas import ExportPreferencesInput, StartDpoInput, StartJobOutput, StartTrainingInput
 from trainers.dpo import DPOParams
 from trainers.grpo import GRPOParams
+from trainers.params import launch_argv
 from trainers.reward_model import RewardModelParams
 from trainers.sft import SFTParams
 
@@ -59,7 +60,7 @@ def _launch(jobs: JobManager, kind: str, base_model: str | None, name: str | Non
     """Submit `trainers/<kind>.py` as a job: the one place every trainer's start goes through."""
     config = {"base_model": base_model if base_model != "tiny" else None, **params}  # None: resolved by the base
     script = str(trainers_dir() / f"{kind}.py")
-    job = jobs.submit(kind, name, config, argv=lambda cfg: [python_executable(), script, "--config", str(cfg)],
+    job = jobs.submit(kind, name, config, argv=lambda cfg: launch_argv(script, cfg, params, python_executable()),
                       prepare=prepare)
     return StartJobOutput(job_id=job["id"], kind=kind, status=job["status"], output_dir=job["output_dir"],
                           **{k: v() if callable(v) else v for k, v in counts.items()})

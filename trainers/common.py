@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from roopik_rl_mcp.ml.files import save_json
+from roopik_rl_mcp.ml.finetune import is_main_process
 from roopik_rl_mcp.ml.loading import load_model_and_tokenizer, pick_device, resolve_base
 from roopik_rl_mcp.ml.tiny import TINY_NAMES, build_tiny_model, default_tiny_path, is_tiny, tiny_corpus
 
@@ -98,10 +99,13 @@ class ProgressWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        # Under `accelerate launch` every rank runs the script; rank 0 alone writes (and prints) progress.
+        self._file = open(self.path, "a", encoding="utf-8") if is_main_process() else None
         self.ended = False
 
     def write(self, event: str, **fields: Any) -> None:
+        if self._file is None:
+            return
         record = {"event": event, "time": time.time(), **fields}
         self._file.write(json.dumps(record, default=str, allow_nan=False) + "\n")
         self._file.flush()
@@ -111,7 +115,8 @@ class ProgressWriter:
 
     def message(self, text: str) -> None:
         self.write("message", text=text)
-        print(f"[progress] {text}", file=sys.stderr, flush=True)
+        if self._file is not None:
+            print(f"[progress] {text}", file=sys.stderr, flush=True)
 
     def log(self, step: int, max_steps: int, metrics: dict[str, Any]) -> None:
         self.write("log", step=int(step), max_steps=int(max_steps), metrics=_float_metrics(metrics))

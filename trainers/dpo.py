@@ -9,11 +9,15 @@ Config keys (JSON object):
     base_model       hub id, local model dir, GGUF file (converted once, cached), LoRA adapter dir
                      (training continues that adapter), or null/"tiny" for the built-in tiny model
     tiny_model_path  where the tiny model is built/reused (default: $ROOPIK_RL_HOME/models/tiny-llama)
-    lora_r 8, lora_alpha 16, lora_dropout 0.05, lora_target_modules ["q_proj","k_proj","v_proj","o_proj"]
-    beta 0.1, learning_rate (5e-4 for tiny, 5e-5 otherwise), max_steps (int or null),
-    num_train_epochs 1 (used when max_steps is null), batch_size 2, gradient_accumulation_steps 1,
-    max_length 512, seed 42, logging_steps 1, gradient_checkpointing (default: on for CUDA + real model),
+    the fields of DPOParams below (with TrainerParams' lora_r, lora_alpha, device, load_in_4bit,
+    gradient_checkpointing, num_processes, accelerate_config: trainers/params.py), and
+    lora_dropout 0.05, lora_target_modules ["q_proj","k_proj","v_proj","o_proj"],
+    num_train_epochs (alias of epochs), gradient_accumulation_steps 1, seed 42, logging_steps 1,
     pref_eval_max_pairs 256 (pairs scored before/after training for the summary)
+
+When the base's tokenizer has a chat template, the pairs go to TRL in its conversational format (the prompt
+a user turn, chosen/rejected assistant turns), so training sees the template as it is used; otherwise as
+plain prompt + completion text. The summary's "data_format" says which.
 
 The summary's before/after numbers are plain sequence log-probs: margin = logp(chosen|prompt) -
 logp(rejected|prompt), accuracy = fraction of pairs with margin > 0, under the base (or starting
@@ -32,15 +36,15 @@ from typing import TYPE_CHECKING, Any
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from trainers.params import TrainerParams  # noqa: E402
 
 if TYPE_CHECKING:
     from trainers.common import ProgressWriter
 
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]  # attention projections of Llama/Qwen2/Mistral
 
-
-class DPOParams(BaseModel):
+class DPOParams(TrainerParams):
     """DPO's hyperparameters and their defaults: this class is the only place they are set.
 
     The start_dpo tool's input is built from it (roopik_rl_mcp.schemas.StartDpoInput), so the schema a
@@ -48,12 +52,6 @@ class DPOParams(BaseModel):
     resolved by `resolve_defaults`, whose result is recorded in the job's summary.
     """
 
-    model_config = ConfigDict(allow_inf_nan=False)
-
-    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update; 8-16 is usual, higher "
-                        "learns more and saves a bigger adapter.")
-    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (the update is scaled by lora_alpha / "
-                            "lora_r); usually 2 x lora_r.")
     beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Optimizer step size (AdamW). Omitted: 5e-4 "
                                         "for the tiny model, 5e-5 for a real one.")
@@ -70,14 +68,6 @@ def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, An
     if resolved.get("learning_rate") is None:
         resolved["learning_rate"] = 5e-4 if base_is_tiny else 5e-5
     return resolved
-
-
-def _checkpointing_field() -> str:
-    """transformers 5.x renamed `gradient_checkpointing` to `activation_checkpointing` (old name warns)."""
-    from transformers import TrainingArguments
-
-    fields = TrainingArguments.__dataclass_fields__
-    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
 
 def _get(config: dict[str, Any], key: str, default: Any) -> Any:
@@ -112,22 +102,23 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def score_pairs(model: Any, tokenizer: Any, pairs: list[dict[str, str]], max_length: int, batch_size: int) -> list[tuple[float, float]]:
+def score_pairs(model: Any, tokenizer: Any, pairs: list[dict[str, str]], max_length: int, batch_size: int,
+                data_format: str = "completion") -> list[tuple[float, float]]:
     """Sum log-prob of chosen and rejected completions given the prompt, tokenized the way DPOTrainer does.
 
-    Like TRL: EOS appended to completions, the prompt is the common token prefix of prompt and
-    prompt+completion, sequences truncated to max_length keeping the start.
+    Like TRL: EOS appended to completions (completion format) or the chat template applied
+    (conversational), the prompt is the common token prefix of prompt and prompt+completion, sequences
+    truncated to max_length keeping the start.
     """
     import torch
 
-    eos = tokenizer.eos_token or ""
+    from roopik_rl_mcp.ml.finetune import prompt_and_full_ids
+
     seqs: list[tuple[list[int], int]] = []
     for pair in pairs:
-        prompt_ids = tokenizer(pair["prompt"])["input_ids"]
         full = {}
         for key in ("chosen", "rejected"):
-            text = pair[key] if pair[key].endswith(eos) else pair[key] + eos
-            full[key] = tokenizer(pair["prompt"] + text)["input_ids"]
+            prompt_ids, full[key] = prompt_and_full_ids(tokenizer, pair["prompt"], pair[key], data_format)
         n_prompt = min(_common_prefix(prompt_ids, full["chosen"]), _common_prefix(prompt_ids, full["rejected"]))
         n_prompt = max(n_prompt, 1)  # the first token has no prediction; score from the second
         seqs += [(full["chosen"][:max_length], n_prompt), (full["rejected"][:max_length], n_prompt)]
@@ -166,9 +157,10 @@ def preference_stats(scores: list[tuple[float, float]]) -> dict[str, float]:
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     # Here, not at the top: the server imports DPOParams from this file.
-    from roopik_rl_mcp.ml.loading import load_model_and_tokenizer, pick_device
-    from roopik_rl_mcp.ml.tiny import is_tiny
-    from trainers.common import ProgressCallback, apply_thread_env, save_json
+    from roopik_rl_mcp.ml.finetune import (
+        as_chat, chat_format, hardware_from, load_for_training, lora_config, save_adapter, save_summary,
+    )
+    from trainers.common import ProgressCallback, apply_thread_env
 
     apply_thread_env()
     started = time.time()
@@ -178,36 +170,27 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     progress.message(f"loading dataset {config['dataset_path']}")
     pairs = read_pairs(config["dataset_path"])
 
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel
     from trl import DPOConfig, DPOTrainer
 
-    base_model = config.get("base_model")
-    progress.message("loading tiny model" if is_tiny(base_model) else f"loading model {base_model}")
-    model, tokenizer = load_model_and_tokenizer(
-        base_model, tiny_path=config.get("tiny_model_path"), is_trainable=True, progress=progress
-    )
-    continuing = isinstance(model, PeftModel)  # base_model was an adapter dir: keep training that adapter
-    base_path = (model.get_base_model() if continuing else model).name_or_path
-    base_is_tiny = (Path(base_path) / "tiny_model.json").is_file()
-    device, _ = pick_device()
-    on_cuda = device == "cuda"
+    hardware = hardware_from(config)
+    loaded = load_for_training(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
+                               progress=progress)
+    model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
+    continuing = loaded.continuing  # base_model was an adapter dir: keep training that adapter
+    data_format = chat_format(tokenizer)
 
     resolved = resolve_defaults({key: config.get(key) for key in DPOParams.model_fields}
                                 | {"epochs": config.get("num_train_epochs", config.get("epochs"))}, base_is_tiny)
-    progress.message(f"hyperparameters: {json.dumps(resolved)}")
+    resolved |= hardware.record()
+    progress.message(f"hyperparameters: {json.dumps(resolved)}; data format: {data_format}")
     max_length = int(resolved["max_length"])
     batch_size = int(resolved["batch_size"])
     eval_pairs = pairs[: int(config.get("pref_eval_max_pairs") or 256)]
     progress.message(f"scoring {len(eval_pairs)} pairs before training")
-    before = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size)
+    before = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size, data_format)
 
     max_steps = resolved["max_steps"]
-    gradient_checkpointing = config.get("gradient_checkpointing")
-    if gradient_checkpointing is None:
-        gradient_checkpointing = on_cuda and not base_is_tiny
-    checkpointing_field = _checkpointing_field()
     args = DPOConfig(
         output_dir=str(output_dir),
         beta=float(resolved["beta"]),
@@ -219,10 +202,7 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
         max_length=max_length,  # TRL 1.x: no max_prompt_length; whole sequence truncated keeping the start
         seed=int(_get(config, "seed", 42)),
         logging_steps=int(config.get("logging_steps") or 1),
-        **{checkpointing_field: bool(gradient_checkpointing)},  # TRL defaults it to True
-        use_cpu=not on_cuda,
-        bf16=on_cuda and model.dtype == torch.bfloat16,  # TRL defaults bf16 to True, even on CPU
-        fp16=False,
+        **hardware.training_args(),  # use_cpu, bf16/fp16, gradient checkpointing: TRL's defaults assume a GPU
         report_to="none",
         save_strategy="no",
         dataloader_num_workers=0,
@@ -230,21 +210,15 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     )
     peft_config = None
     if not continuing:
-        peft_config = LoraConfig(
-            r=int(resolved["lora_r"]),
-            lora_alpha=int(resolved["lora_alpha"]),
-            lora_dropout=float(_get(config, "lora_dropout", 0.05)),
-            target_modules=config.get("lora_target_modules") or DEFAULT_TARGET_MODULES,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
+        peft_config = lora_config(resolved, config, dropout=0.05)
     else:
         progress.message("base_model is a LoRA adapter: continuing it (lora_* keys ignored, reference = that adapter)")
 
+    rows = [as_chat(pair, ("chosen", "rejected")) for pair in pairs] if data_format == "conversational" else pairs
     trainer = DPOTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(pairs),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,  # TRL 1.x name; `tokenizer=` is gone
         peft_config=peft_config,
         callbacks=[ProgressCallback(progress)],
@@ -252,18 +226,12 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     progress.message(f"training on {len(pairs)} pairs")
     result = trainer.train()
 
-    progress.message(f"saving adapter to {output_dir}")
     if continuing and "ref" in trainer.model.peft_config:  # TRL's frozen reference copy; not part of the result
         trainer.model.delete_adapter("ref")
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    adapter_config_path = output_dir / "adapter_config.json"
-    adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = base_path  # reloadable from the adapter dir alone
-    save_json(adapter_config_path, adapter_config)
+    save_adapter(trainer, tokenizer, output_dir, base_path, progress)
 
     progress.message(f"scoring {len(eval_pairs)} pairs after training")
-    after = score_pairs(trainer.model, tokenizer, eval_pairs, max_length, batch_size)
+    after = score_pairs(trainer.model, tokenizer, eval_pairs, max_length, batch_size, data_format)
 
     stats_before, stats_after = preference_stats(before), preference_stats(after)
     beta = args.beta
@@ -285,13 +253,14 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
         "wall_seconds": round(time.time() - started, 2),
         **{k: float(v) for k, v in final_metrics.items() if k not in ("step",)},
     }
-    save_json(
+    save_summary(
         output_dir / "training_summary.json",
         {
             "method": "dpo-lora",
             "base_model": base_path,
             "base_model_is_tiny": base_is_tiny,
             "continued_adapter": continuing,
+            "data_format": data_format,
             "dataset_path": str(config["dataset_path"]),
             "n_pairs": len(pairs),
             "steps": trainer.state.global_step,

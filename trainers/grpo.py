@@ -4,7 +4,7 @@
 
 Config keys (JSON object): dataset_path (JSONL with "prompt", "test", "entry_point": HumanEval-style
 tasks or the user's episodes with tests), output_dir, progress_path, base_model (hub id, model dir, or
-null/"tiny"), tiny_model_path, and the fields of GRPOParams below. For each prompt the policy samples
+null/"tiny"), tiny_model_path, and the fields of GRPOParams below (with TrainerParams', trainers/params.py). For each prompt the policy samples
 `num_generations` completions; each is run against the task's tests (roopik_rl_mcp.rewards.sandbox_reward:
 share of tests passed minus length_penalty x characters / 100), and GRPO's clipped objective over the
 group-normalised rewards, with `num_iterations` passes per batch, is the PPO-clip of the seeds' study.
@@ -23,21 +23,17 @@ from typing import TYPE_CHECKING, Any
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from trainers.params import TrainerParams  # noqa: E402
 
 if TYPE_CHECKING:
     from trainers.common import ProgressWriter
 
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
-
-class GRPOParams(BaseModel):
+class GRPOParams(TrainerParams):
     """GRPO's hyperparameters and defaults: the only place they are set (the start_training tool uses it)."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
-
-    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
-    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (update scaled by lora_alpha / lora_r).")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Omitted: 1e-4 for the tiny model, 1e-6 for a "
                                         "real one.")
     max_steps: int = Field(20, ge=1, le=100_000, description="Optimizer steps.")
@@ -71,9 +67,8 @@ def read_tasks(path: str | Path) -> list[dict[str, str]]:
 
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
-    from trainers.common import (
-        ProgressCallback, apply_thread_env, is_tiny, load_model_and_tokenizer, pick_device, save_json,
-    )
+    from roopik_rl_mcp.ml.finetune import hardware_from, load_for_training, lora_config, save_adapter, save_summary
+    from trainers.common import ProgressCallback, apply_thread_env
 
     apply_thread_env()
     started = time.time()
@@ -81,55 +76,44 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     tasks = read_tasks(config["dataset_path"])
 
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
     from roopik_rl_mcp.rewards import sandbox_reward
 
-    base_model = config.get("base_model")
-    progress.message("loading tiny model" if is_tiny(base_model) else f"loading model {base_model}")
-    model, tokenizer = load_model_and_tokenizer(base_model, tiny_path=config.get("tiny_model_path"),
-                                                is_trainable=True, progress=progress)
-    base_path = model.name_or_path
-    base_is_tiny = (Path(base_path) / "tiny_model.json").is_file()
+    hardware = hardware_from(config)
+    loaded = load_for_training(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
+                               progress=progress)
+    model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
     resolved = resolve_defaults({key: config.get(key) for key in GRPOParams.model_fields}, base_is_tiny)
+    resolved |= hardware.record()
     progress.message(f"hyperparameters: {json.dumps(resolved)}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    device, _ = pick_device()
-    on_cuda = device == "cuda"
     generations = int(resolved["num_generations"])
     args = GRPOConfig(
         output_dir=str(output_dir), learning_rate=float(resolved["learning_rate"]), max_steps=int(resolved["max_steps"]),
         per_device_train_batch_size=generations, num_generations=generations,
         max_completion_length=int(resolved["max_completion_length"]), num_iterations=int(resolved["num_iterations"]),
         beta=float(resolved["beta"]), temperature=float(resolved["temperature"]), logging_steps=1,
-        use_cpu=not on_cuda, bf16=on_cuda and model.dtype == torch.bfloat16, fp16=False, report_to="none",
+        **hardware.training_args(), report_to="none",
         save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=42,
     )
     reward = functools.partial(sandbox_reward, length_penalty=float(resolved["length_penalty"]))
     reward.__name__ = "sandbox_reward"  # TRL names the logged reward after the function
-    peft_config = LoraConfig(r=int(resolved["lora_r"]), lora_alpha=int(resolved["lora_alpha"]), lora_dropout=0.0,
-                             target_modules=DEFAULT_TARGET_MODULES, bias="none", task_type="CAUSAL_LM")
+    peft_config = None if loaded.continuing else lora_config(resolved, config, dropout=0.0)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(tasks),
                           processing_class=tokenizer, peft_config=peft_config, callbacks=[ProgressCallback(progress)])
     progress.message(f"GRPO on {len(tasks)} tasks, {generations} completions each, rewards from the sandbox")
     result = trainer.train()
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    adapter_config_path = output_dir / "adapter_config.json"
-    adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = base_path
-    save_json(adapter_config_path, adapter_config)
+    save_adapter(trainer, tokenizer, output_dir, base_path, progress)
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
     metrics = {"n_tasks": len(tasks), "steps": trainer.state.global_step, "train_loss": float(result.training_loss),
                "reward_first": rewards[0] if rewards else 0.0, "reward_last": rewards[-1] if rewards else 0.0,
                "reward_mean": sum(rewards) / len(rewards) if rewards else 0.0,
                "wall_seconds": round(time.time() - started, 2)}
-    save_json(output_dir / "training_summary.json", {
+    save_summary(output_dir / "training_summary.json", {
         "method": "grpo-lora", "base_model": base_path, "base_model_is_tiny": base_is_tiny,
         "dataset_path": str(config["dataset_path"]), "config": config, "hyperparameters": resolved,
         "reward_history": rewards, "metrics": metrics,

@@ -4,7 +4,7 @@
 
 Config keys (JSON object): dataset_path (JSONL with "prompt", "chosen", "rejected"), output_dir,
 progress_path, base_model (hub id, model dir, or null/"tiny"), tiny_model_path, and the fields of
-RewardModelParams below. A sequence-classification head with one output scores prompt + response; the
+RewardModelParams below (with TrainerParams', trainers/params.py). A sequence-classification head with one output scores prompt + response; the
 loss is -log sigmoid(r(chosen) - r(rejected)). `eval_fraction` of the pairs is held out (at least one when
 there are four or more), and the summary reports the held-out pair accuracy before and after training: the
 share of held-out pairs whose chosen response scores higher.
@@ -22,21 +22,17 @@ from typing import TYPE_CHECKING, Any
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from trainers.params import TrainerParams  # noqa: E402
 
 if TYPE_CHECKING:
     from trainers.common import ProgressWriter
 
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
-
-class RewardModelParams(BaseModel):
+class RewardModelParams(TrainerParams):
     """The reward model's hyperparameters and defaults: the only place they are set."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
-
-    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
-    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (update scaled by lora_alpha / lora_r).")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Omitted: 1e-3 for the tiny model, 1e-5 for a "
                                         "real one.")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; omitted: epochs decide.")
@@ -76,7 +72,10 @@ def pair_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, str]], max_l
 
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
-    from trainers.common import ProgressCallback, apply_thread_env, is_tiny, load_model_and_tokenizer, pick_device, save_json
+    from roopik_rl_mcp.ml.finetune import (
+        hardware_from, load_sequence_classifier, lora_config, save_adapter, save_summary,
+    )
+    from trainers.common import ProgressCallback, apply_thread_env
     from trainers.dpo import read_pairs
 
     apply_thread_env()
@@ -85,24 +84,17 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     pairs = read_pairs(config["dataset_path"])
 
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    base_model = config.get("base_model")
-    progress.message("loading tiny model" if is_tiny(base_model) else f"loading model {base_model}")
-    causal, tokenizer = load_model_and_tokenizer(base_model, tiny_path=config.get("tiny_model_path"), progress=progress)
-    base_path = causal.name_or_path  # the folder (tiny model, hub snapshot or local dir) the head goes on
-    del causal
-    base_is_tiny = (Path(base_path) / "tiny_model.json").is_file()
+    hardware = hardware_from(config)
+    # The folder (tiny model, hub snapshot or local dir; an adapter's base) the one-output head goes on.
+    loaded = load_sequence_classifier(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
+                                      progress=progress)
+    model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
     resolved = resolve_defaults({key: config.get(key) for key in RewardModelParams.model_fields}, base_is_tiny)
+    resolved |= hardware.record()
     progress.message(f"hyperparameters: {json.dumps(resolved)}")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
 
     shuffled = pairs[:]
     random.Random(0).shuffle(shuffled)
@@ -110,34 +102,26 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     held_out, training = shuffled[:n_eval], shuffled[n_eval:]
     max_length = int(resolved["max_length"])
     before = pair_accuracy(model, tokenizer, held_out, max_length)
-    device, _ = pick_device()
-    on_cuda = device == "cuda"
     args = RewardConfig(
         output_dir=str(output_dir), learning_rate=float(resolved["learning_rate"]),
         max_steps=int(resolved["max_steps"]) if resolved["max_steps"] else -1,
         num_train_epochs=float(resolved["epochs"]), per_device_train_batch_size=int(resolved["batch_size"]),
-        max_length=max_length, logging_steps=1, use_cpu=not on_cuda, bf16=on_cuda and model.dtype == torch.bfloat16,
-        fp16=False, report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=42,
+        max_length=max_length, logging_steps=1, **hardware.training_args(),
+        report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=42,
     )
-    peft_config = LoraConfig(r=int(resolved["lora_r"]), lora_alpha=int(resolved["lora_alpha"]), lora_dropout=0.0,
-                             target_modules=DEFAULT_TARGET_MODULES, bias="none", task_type="SEQ_CLS")
+    peft_config = lora_config(resolved, config, task_type="SEQ_CLS", dropout=0.0)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(training), processing_class=tokenizer,
                             peft_config=peft_config, callbacks=[ProgressCallback(progress)])
     progress.message(f"training on {len(training)} pairs, {len(held_out)} held out")
     result = trainer.train()
     after = pair_accuracy(trainer.model, tokenizer, held_out, max_length)
     train_accuracy = pair_accuracy(trainer.model, tokenizer, training[:256], max_length)
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    adapter_config_path = output_dir / "adapter_config.json"
-    adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = base_path
-    save_json(adapter_config_path, adapter_config)
+    save_adapter(trainer, tokenizer, output_dir, base_path, progress)
     metrics = {"n_pairs": len(pairs), "n_train": len(training), "n_held_out": len(held_out),
                "steps": trainer.state.global_step, "train_loss": float(result.training_loss),
                "held_out_accuracy_before": before, "held_out_accuracy_after": after,
                "train_accuracy_after": train_accuracy, "wall_seconds": round(time.time() - started, 2)}
-    save_json(output_dir / "training_summary.json", {
+    save_summary(output_dir / "training_summary.json", {
         "method": "reward-model-lora (Bradley-Terry)", "base_model": base_path, "base_model_is_tiny": base_is_tiny,
         "dataset_path": str(config["dataset_path"]), "config": config, "hyperparameters": resolved,
         "metrics": {k: v for k, v in metrics.items() if v is not None},

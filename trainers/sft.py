@@ -4,8 +4,10 @@
 
 Config keys (JSON object): dataset_path (JSONL with string fields "prompt" and "completion": by default
 the passing episodes), output_dir, progress_path, base_model (hub id, model dir, or null/"tiny"),
-tiny_model_path, and the fields of SFTParams below. The loss is on the completion only (TRL's
-prompt-completion format). The summary reports the mean completion log-prob per token before and after
+tiny_model_path, and the fields of SFTParams below (with TrainerParams', trainers/params.py). The loss is
+on the completion only (TRL's prompt-completion format; conversational, the prompt a user turn and the
+completion an assistant turn, when the tokenizer has a chat template: the summary's "data_format" says
+which). The summary reports the mean completion log-prob per token before and after
 training, on the training data: it shows the run moved the model, not that it generalises.
 """
 
@@ -20,21 +22,17 @@ from typing import TYPE_CHECKING, Any
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from trainers.params import TrainerParams  # noqa: E402
 
 if TYPE_CHECKING:
     from trainers.common import ProgressWriter
 
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
-
-class SFTParams(BaseModel):
+class SFTParams(TrainerParams):
     """SFT's hyperparameters and defaults: the only place they are set (the start_training tool uses it)."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
-
-    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update.")
-    lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (update scaled by lora_alpha / lora_r).")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Optimizer step size (AdamW). Omitted: 1e-3 "
                                         "for the tiny model, 1e-4 for a real one.")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; omitted: epochs decide.")
@@ -66,9 +64,12 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def completion_logprob(model: Any, tokenizer: Any, rows: list[dict[str, str]], max_length: int) -> float:
-    """Mean log-prob per completion token given its prompt (higher is better)."""
+def completion_logprob(model: Any, tokenizer: Any, rows: list[dict[str, str]], max_length: int,
+                       data_format: str = "completion") -> float:
+    """Mean log-prob per completion token given its prompt (higher is better), rendered as in training."""
     import torch
+
+    from roopik_rl_mcp.ml.finetune import prompt_and_full_ids
 
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -76,8 +77,8 @@ def completion_logprob(model: Any, tokenizer: Any, rows: list[dict[str, str]], m
     model.eval()
     with torch.no_grad():
         for row in rows:
-            prompt_ids = tokenizer(row["prompt"])["input_ids"]
-            ids = tokenizer(row["prompt"] + row["completion"] + (tokenizer.eos_token or ""))["input_ids"][:max_length]
+            prompt_ids, ids = prompt_and_full_ids(tokenizer, row["prompt"], row["completion"], data_format)
+            ids = ids[:max_length]
             start = max(1, min(len(prompt_ids), len(ids) - 1))
             tensor = torch.tensor([ids], device=device)
             logits = model(input_ids=tensor).logits[0, :-1].float()
@@ -89,9 +90,10 @@ def completion_logprob(model: Any, tokenizer: Any, rows: list[dict[str, str]], m
 
 
 def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
-    from trainers.common import (
-        ProgressCallback, apply_thread_env, is_tiny, load_model_and_tokenizer, pick_device, save_json,
+    from roopik_rl_mcp.ml.finetune import (
+        as_chat, chat_format, hardware_from, load_for_training, lora_config, save_adapter, save_summary,
     )
+    from trainers.common import ProgressCallback, apply_thread_env
 
     apply_thread_env()
     started = time.time()
@@ -100,51 +102,41 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     progress.message(f"loading dataset {config['dataset_path']}")
     rows = read_examples(config["dataset_path"])
 
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    base_model = config.get("base_model")
-    progress.message("loading tiny model" if is_tiny(base_model) else f"loading model {base_model}")
-    model, tokenizer = load_model_and_tokenizer(base_model, tiny_path=config.get("tiny_model_path"),
-                                                is_trainable=True, progress=progress)
-    base_path = model.name_or_path
-    base_is_tiny = (Path(base_path) / "tiny_model.json").is_file()
+    hardware = hardware_from(config)
+    loaded = load_for_training(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
+                               progress=progress)
+    model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
+    data_format = chat_format(tokenizer)
     resolved = resolve_defaults({key: config.get(key) for key in SFTParams.model_fields}, base_is_tiny)
-    progress.message(f"hyperparameters: {json.dumps(resolved)}")
-    device, _ = pick_device()
-    on_cuda = device == "cuda"
+    resolved |= hardware.record()
+    progress.message(f"hyperparameters: {json.dumps(resolved)}; data format: {data_format}")
     scored = rows[:128]
-    before = completion_logprob(model, tokenizer, scored, resolved["max_length"])
+    before = completion_logprob(model, tokenizer, scored, resolved["max_length"], data_format)
 
     args = SFTConfig(
         output_dir=str(output_dir), learning_rate=float(resolved["learning_rate"]),
         max_steps=int(resolved["max_steps"]) if resolved["max_steps"] else -1,
         num_train_epochs=float(resolved["epochs"]), per_device_train_batch_size=int(resolved["batch_size"]),
         max_length=int(resolved["max_length"]), completion_only_loss=True, packing=False, logging_steps=1,
-        use_cpu=not on_cuda, bf16=on_cuda and model.dtype == torch.bfloat16, fp16=False, report_to="none",
+        **hardware.training_args(), report_to="none",
         save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=42,
     )
-    peft_config = LoraConfig(r=int(resolved["lora_r"]), lora_alpha=int(resolved["lora_alpha"]), lora_dropout=0.05,
-                             target_modules=DEFAULT_TARGET_MODULES, bias="none", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[ProgressCallback(progress)])
+    train_rows = [as_chat(row, ("completion",)) for row in rows] if data_format == "conversational" else rows
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         processing_class=tokenizer, peft_config=None if loaded.continuing else lora_config(resolved, config, dropout=0.05),
+                         callbacks=[ProgressCallback(progress)])
     progress.message(f"training on {len(rows)} examples")
     result = trainer.train()
-    progress.message(f"saving adapter to {output_dir}")
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    adapter_config_path = output_dir / "adapter_config.json"
-    adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = base_path
-    save_json(adapter_config_path, adapter_config)
-    after = completion_logprob(trainer.model, tokenizer, scored, resolved["max_length"])
+    save_adapter(trainer, tokenizer, output_dir, base_path, progress)
+    after = completion_logprob(trainer.model, tokenizer, scored, resolved["max_length"], data_format)
     metrics = {"n_examples": len(rows), "steps": trainer.state.global_step, "train_loss": float(result.training_loss),
                "completion_logprob_before": before, "completion_logprob_after": after,
                "wall_seconds": round(time.time() - started, 2)}
-    save_json(output_dir / "training_summary.json", {
-        "method": "sft-lora", "base_model": base_path, "base_model_is_tiny": base_is_tiny,
+    save_summary(output_dir / "training_summary.json", {
+        "method": "sft-lora", "base_model": base_path, "base_model_is_tiny": base_is_tiny, "data_format": data_format,
         "dataset_path": str(config["dataset_path"]), "config": config, "hyperparameters": resolved,
         "metrics": metrics,
     })

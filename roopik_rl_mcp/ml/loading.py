@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from roopik_rl_mcp.ml import Reporter
 from roopik_rl_mcp.ml.gguf import convert_gguf, gguf_file_of
@@ -68,6 +68,15 @@ def adapter_base(adapter_dir: Path, tiny_path: str | os.PathLike[str] | None = N
     return resolve_base(base_name, tiny_path, progress)
 
 
+def base_and_adapter(name_or_path: str | None, tiny_path: str | os.PathLike[str] | None = None,
+                     progress: Reporter | None = None) -> tuple[str, Path | None]:
+    """The resolved base folder or hub id, and the adapter folder when the reference is an adapter."""
+    adapter_dir = adapter_dir_of(name_or_path)
+    base = adapter_base(adapter_dir, tiny_path, progress) if adapter_dir else resolve_base(name_or_path, tiny_path,
+                                                                                            progress)
+    return base, adapter_dir
+
+
 def load_tokenizer(source: str) -> Any:
     """The tokenizer with a pad token (batched generation and training both pad)."""
     from transformers import AutoTokenizer
@@ -78,19 +87,25 @@ def load_tokenizer(source: str) -> Any:
     return tokenizer
 
 
-def load_base_model(base: str, device: str | None = None) -> Any:
-    """A causal LM from a resolved folder or hub id, in the device's dtype (float32 on CPU)."""
+def load_base_model(base: str, device: str | None = None, *, dtype: Any = None, quantization_config: Any = None,
+                    auto_class: Any = None, **kwargs: Any) -> Any:
+    """A model (default: causal LM) from a resolved folder or hub id, in the device's dtype (float32 on CPU)
+    unless `dtype` is given; with `quantization_config` (4-bit) it is placed by device_map, not moved."""
     import torch
     import transformers
     from packaging.version import Version
     from transformers import AutoModelForCausalLM
 
-    default_device, dtype = pick_device()
+    default_device, default_dtype = pick_device()
     device = device or default_device
-    if device == "cpu":
-        dtype = torch.float32
+    if dtype is None:
+        dtype = torch.float32 if device == "cpu" else default_dtype
     dtype_kw = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"  # renamed in 4.56
-    model = AutoModelForCausalLM.from_pretrained(base, **{dtype_kw: dtype})
+    auto_class = auto_class or AutoModelForCausalLM
+    if quantization_config is not None:  # bitsandbytes weights cannot be .to()-ed: load them in place
+        return auto_class.from_pretrained(base, **{dtype_kw: dtype}, quantization_config=quantization_config,
+                                          device_map={"": device}, **kwargs)
+    model = auto_class.from_pretrained(base, **{dtype_kw: dtype}, **kwargs)
     return model.to(device)
 
 
@@ -101,19 +116,24 @@ def load_model_and_tokenizer(
     device: str | None = None,
     is_trainable: bool = False,
     progress: Reporter | None = None,
+    dtype: Any = None,
+    quantization_config: Any = None,
+    prepare_base: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, Any]:
     """Load (model, tokenizer) from "tiny", a hub id, a local model dir, a GGUF, or a LoRA adapter dir.
 
     An adapter dir is recognised by `adapter_config.json`: its `base_model_name_or_path` is loaded
     first ("tiny" resolves to `tiny_path`), then the adapter on top with `PeftModel.from_pretrained`.
+    `prepare_base` (e.g. peft's prepare_model_for_kbit_training for a 4-bit base) runs on the base before
+    any adapter goes on.
     """
-    adapter_dir = adapter_dir_of(name_or_path)
-    base = adapter_base(adapter_dir, tiny_path, progress) if adapter_dir else resolve_base(name_or_path, tiny_path,
-                                                                                            progress)
+    base, adapter_dir = base_and_adapter(name_or_path, tiny_path, progress)
     # Tokenizer: the adapter dir carries a copy (saved by the trainer); fall back to the base's.
     tok_source = str(adapter_dir) if adapter_dir and (adapter_dir / "tokenizer_config.json").is_file() else base
     tokenizer = load_tokenizer(tok_source)
-    model = load_base_model(base, device)
+    model = load_base_model(base, device, dtype=dtype, quantization_config=quantization_config)
+    if prepare_base is not None:
+        model = prepare_base(model)
     if adapter_dir is not None:
         from peft import PeftModel
 
