@@ -106,6 +106,10 @@ def test_dpo_subprocess_trains_and_reports(trained: tuple[subprocess.CompletedPr
     assert (tiny / "README.md").is_file() and (tiny / "tokenizer.json").is_file()
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["n_pairs"] == len(PAIRS) and summary["steps"] == 4 and summary["base_model_is_tiny"]
+    assert summary["data_format"] == "completion", "the tiny tokenizer has no chat template"
+    hyper = summary["hyperparameters"]
+    assert (hyper["device_requested"], hyper["device"], hyper["precision"]) == ("auto", "cpu", "fp32")
+    assert hyper["gradient_checkpointing"] is False and hyper["load_in_4bit"] is False and hyper["num_processes"] == 1
     assert summary["metrics"]["pref_accuracy_after"] == metrics["pref_accuracy_after"]
 
 
@@ -126,6 +130,37 @@ def test_adapter_reloads_by_path(trained: tuple[subprocess.CompletedProcess[str]
         logits = model(input_ids=ids).logits
     assert logits.shape == (1, ids.shape[1], len(tokenizer))
     assert torch.isfinite(logits).all()
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|bos|>{{ m['role'] }}\n{{ m['content'] }}<|eos|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}")
+
+
+def test_a_chat_template_sends_the_pairs_as_conversations(trained, tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from roopik_rl_mcp.ml.finetune import prompt_and_full_ids
+
+    proc, config = trained
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    chat_model = tmp_path / "chat-tiny"
+    shutil.copytree(config["tiny_model_path"], chat_model)
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(chat_model)
+    prompt_ids, full_ids = prompt_and_full_ids(tokenizer, "def f():\n", "    return 1\n", "conversational")
+    prompt_text, full_text = tokenizer.decode(prompt_ids), tokenizer.decode(full_ids)  # tokens may merge at the seam
+    assert prompt_text.endswith("assistant\n") and full_text.startswith(prompt_text) and "<|bos|>user" in prompt_text
+
+    proc, chat_config = _run_dpo(tmp_path, base_model=str(chat_model), max_steps=2)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((Path(chat_config["output_dir"]) / "training_summary.json").read_text())
+    assert summary["data_format"] == "conversational" and summary["steps"] == 2
+    assert any("data format: conversational" in e.get("text", "") for e in _events(chat_config["progress_path"]))
+    saved = AutoTokenizer.from_pretrained(chat_config["output_dir"])
+    assert saved.chat_template == CHAT_TEMPLATE, "the adapter keeps the template it was trained with"
 
 
 def test_missing_base_model_fails_with_end_event(tmp_path: Path) -> None:

@@ -46,3 +46,32 @@ async def test_sft_trains_on_passing_episodes_and_the_adapter_reloads(client, st
     done = subprocess.run([sys.executable, "-c", script, str(adapter)], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("True"), done.stderr[-2000:]
+
+
+def test_sft_with_a_chat_template_trains_on_conversations(tiny_model_dir, tmp_path):
+    import json
+    import os
+    import shutil
+
+    from test_trainers_dpo import CHAT_TEMPLATE
+    from transformers import AutoTokenizer
+
+    from roopik_rl_mcp.ml.tiny import build_tiny_model
+
+    chat_model = tmp_path / "chat-tiny"
+    shutil.copytree(build_tiny_model(tiny_model_dir), chat_model)
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(chat_model)
+    (tmp_path / "examples.jsonl").write_text(json.dumps({"prompt": TASK, "completion": "def add(a, b):\n    return a + b\n"})
+                                             + "\n")
+    config = {"dataset_path": str(tmp_path / "examples.jsonl"), "output_dir": str(tmp_path / "out"),
+              "base_model": str(chat_model), "max_steps": 2, "max_length": 64, "batch_size": 1}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "trainers" / "sft.py"), "--config", str(tmp_path / "config.json")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
+    assert summary["data_format"] == "conversational" and summary["metrics"]["steps"] == 2
+    assert summary["metrics"]["completion_logprob_after"] > summary["metrics"]["completion_logprob_before"]
