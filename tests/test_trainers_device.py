@@ -113,9 +113,11 @@ def test_launch_argv_plain_or_accelerate():
     script, config = REPO_ROOT / "trainers" / "dpo.py", "/job/config.json"
     assert launch_argv(script, config, {}) == [sys.executable, str(script), "--config", config]
     argv = launch_argv(script, config, {"num_processes": 2}, python="py")
+    port = argv[argv.index("--main_process_port") + 1]
     assert argv == ["py", "-m", "accelerate.commands.launch", "--config_file",
-                    str(REPO_ROOT / "trainers" / "accelerate" / "ddp.yaml"), "--num_processes", "2", str(script),
-                    "--config", config]
+                    str(REPO_ROOT / "trainers" / "accelerate" / "ddp.yaml"), "--num_processes", "2",
+                    "--main_process_port", port, str(script), "--config", config]
+    assert 0 < int(port) < 65536
     argv = launch_argv(script, config, {"num_processes": 8, "accelerate_config": "deepspeed_zero3"})
     assert argv[argv.index("--config_file") + 1].endswith("deepspeed_zero3.yaml") and "--cpu" not in argv
 

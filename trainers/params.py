@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -111,5 +112,13 @@ def launch_argv(script: str | os.PathLike[str], config_path: str | os.PathLike[s
     name = name or "ddp"
     # No `--cpu`: with it accelerate starts one process. On the CPU the ddp config's torchrun starts them all
     # and the trainer's use_cpu=True makes them a gloo group.
+    # A free port, not torch's 29500: two jobs (or test runs) on one machine would meet there.
     return [python, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_DIR / f"{name}.yaml"),
-            "--num_processes", str(num_processes), str(script), "--config", str(config_path)]
+            "--num_processes", str(num_processes), "--main_process_port", str(free_port()),
+            str(script), "--config", str(config_path)]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
