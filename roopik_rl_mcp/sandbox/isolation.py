@@ -12,8 +12,10 @@ Levels, strongest first:
   uid        (root, no user namespaces) uid 65534 via setpriv; network cut by the seccomp filter only.
   process    nothing but rlimits, the seccomp filter and a scrubbed environment.
 
-Inside every level the fork server runs its tests in worker slots (a user and mount namespace per worker,
-a pid namespace per test; /tmp, /dev/shm, /dev/pts checked after each test and mounted afresh when changed; an empty /proc) when the kernel allows it (SysV IPC and message queues are refused by its seccomp filter instead of a per-test IPC namespace) (see forkserver.py); `describe()` reports what is actually in force.
+Inside every level the fork server runs its tests in worker slots (a user and mount namespace per worker, a
+pid namespace per test; /tmp, /dev/shm, /dev/pts checked after each test and mounted afresh when changed; an
+empty /proc) when the kernel allows it (SysV IPC and message queues are refused by its seccomp filter instead
+of a per-test IPC namespace): see the `inside` package. `describe()` reports what is actually in force.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roopik_rl_mcp.sandbox import bundle
+
 logger = logging.getLogger(__name__)
 
 LEVELS = ("bwrap", "netns+uid", "netns", "uid", "process")
@@ -38,8 +42,6 @@ SANDBOX_GID = 65534
 WORKDIR_IN_SANDBOX = "/tmp/sandbox"
 FORCE_ENV = "ROOPIK_SANDBOX_ISOLATION"
 """Set to one of LEVELS to use that level (and fail loudly if it does not work here)."""
-
-FORKSERVER = Path(__file__).with_name("forkserver.py")
 
 MEANING = {
     "bwrap": "bubblewrap: own user/pid/net/ipc/uts namespaces, no capabilities, read-only system, no home or "
@@ -258,8 +260,8 @@ def sandbox_env(home: str) -> dict[str, str]:
 
 
 # The interpreter starts without `site` (-S: .pth processing costs ~25 ms) and adds the venv's
-# site-packages itself; the fork server arrives as marshalled bytecode on stdin (compiled once per server
-# process, not on every sandbox start), followed by the config line and the jobs.
+# site-packages itself; the inside modules arrive as one marshalled payload on stdin (bundle.py: compiled once
+# per server process, not on every sandbox start), followed by the config line and the jobs.
 _STUB = """import marshal, os, site, sys
 site.setquit(), site.setcopyright(), site.sethelper()  # the builtins `site` would add (exit, quit, help...)
 sys.path.extend({paths!r})
@@ -268,7 +270,7 @@ data = b""
 while len(data) < size:
     chunk = os.read(0, size - len(data))
     if not chunk:
-        raise SystemExit("roopik sandbox: truncated fork server code")
+        raise SystemExit("roopik sandbox: truncated payload")
     data += chunk
 exec(marshal.loads(data))
 """
@@ -307,21 +309,7 @@ def interpreter() -> str:
 
 def python_command() -> list[str]:
     stub = _STUB.format(paths=site_packages())
-    return [interpreter(), "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(forkserver_code()))]
-
-
-_CODE: bytes | None = None
-
-
-def forkserver_code() -> bytes:
-    """forkserver.py compiled once and marshalled (the sandbox runs this same interpreter)."""
-    global _CODE
-    if _CODE is None:
-        import marshal
-
-        source = FORKSERVER.read_text(encoding="utf-8")
-        _CODE = marshal.dumps(compile(source, "forkserver.py", "exec", dont_inherit=True))
-    return _CODE
+    return [interpreter(), "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(bundle.payload()))]
 
 
 @dataclass

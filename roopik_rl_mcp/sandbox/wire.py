@@ -12,6 +12,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
+from roopik_rl_mcp.sandbox import bundle
 from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox.models import ExecError, ExecutionResult, TestOutcome
 
@@ -104,9 +105,9 @@ def start(launch: iso.Launch) -> subprocess.Popen:
 
 
 def opening(launch: iso.Launch, workers: int, limits: Limits) -> bytes:
-    """What a sandbox reads first: the fork server's code, then its config line (default limits per job)."""
+    """What a sandbox reads first: the inside payload (bundle.py), then its config line (default limits per job)."""
     config = {**launch.config, "workers": workers, "limits": limits.as_dict()}
-    return iso.forkserver_code() + (json.dumps(config) + "\n").encode()
+    return bundle.payload() + (json.dumps(config) + "\n").encode()
 
 
 def end(proc: subprocess.Popen, stderr: StderrTail, launch: iso.Launch) -> None:
