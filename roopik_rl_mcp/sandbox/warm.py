@@ -14,9 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from roopik_rl_mcp.sandbox import isolation as iso
+from roopik_rl_mcp.sandbox import oneshot
 from roopik_rl_mcp.sandbox.models import ExecError, ExecutionResult
-from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, default_workers, end, job_line, kill_tree,
-                                        lost, opening, start, to_result)
+from roopik_rl_mcp.sandbox.wire import (BatchJob, Limits, StderrTail, budget, close_sandbox, default_workers, job_line,
+                                        kill_tree, lost_verdict, sandbox_preamble, spawn_sandbox, to_result)
 
 IDLE_S = float(os.environ.get("ROOPIK_SANDBOX_IDLE_S", "120"))
 """A warm sandbox with nothing to do for this long is shut down (the next call starts another)."""
@@ -65,7 +66,7 @@ class _WarmSandbox:
         self.level, self.key = level, key
         self.launch = iso.launch(level)
         self.workers = default_workers()
-        self.proc = _SPAWNER.submit(start, self.launch).result()
+        self.proc = _SPAWNER.submit(spawn_sandbox, self.launch).result()
         self.stderr = StderrTail(self.proc.stderr)
         self.stderr.start()
         self.table_lock = threading.Lock()  # job id -> caller; never held while writing to the sandbox
@@ -77,7 +78,7 @@ class _WarmSandbox:
         self.idle_timer: threading.Timer | None = None
         self.in_flight = 0
         try:
-            self.proc.stdin.write(opening(self.launch, self.workers, Limits()))
+            self.proc.stdin.write(sandbox_preamble(self.launch, self.workers, Limits()))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the reader sees the sandbox gone and says why
@@ -128,10 +129,11 @@ class _WarmSandbox:
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if not call.done.is_set():  # wedged: replace it, and say so for what it still owed
             self.kill()
-            why = f"no verdict within the call's budget; the sandbox was restarted ({self.stderr.text().strip()[-500:]})"
+            tail = self.stderr.text().strip()[-500:]
+            why = f"no verdict within the call's budget; the sandbox was restarted ({tail})"
         else:
             why = call.failure or ""
-        return [call.results[i] if i in call.results else lost(self.level, elapsed_ms, why)
+        return [call.results[i] if i in call.results else lost_verdict(self.level, elapsed_ms, why)
                 for i in range(len(jobs))]
 
     def _stalled(self) -> bool:
@@ -161,7 +163,7 @@ class _WarmSandbox:
             self.alive = False
             owed = list(self.waiting.values())
             self.waiting.clear()
-        end(self.proc, self.stderr, self.launch)
+        close_sandbox(self.proc, self.stderr, self.launch)
         why = self.stderr.text().strip()[-1500:] or f"exit status {self.proc.returncode}"
         for call, _, _ in owed:
             call.fail(why)
@@ -226,9 +228,8 @@ def run(level: str, jobs: list[BatchJob], limits: Limits) -> list[ExecutionResul
             return sandbox(level).run(jobs, limits)
         except _SandboxGone:
             continue
-    from roopik_rl_mcp.sandbox.python_runner import _run
-
-    return _run(level, jobs, None, limits)[0]  # sandboxes die as they start: a batch of its own says why
+    # Sandboxes die as they start: a batch of its own says why.
+    return oneshot.run_in_own_sandbox(iso.launch(level), level, jobs, None, limits)[0]
 
 
 def shutdown() -> None:

@@ -1,6 +1,8 @@
 """Talking to a sandbox process: what goes in (jobs, limits), what comes out (verdicts), and its lifetime.
 
-Shared by the one-off sandbox of `python_runner._run` and the shared warm sandbox (warm.py)."""
+Shared by the one-off sandbox of a single batch (oneshot.py) and the shared warm sandbox (warm.py). Depends on
+no other module of the sandbox's but the models and the payload (bundle.py): isolation.py builds the `Launch`,
+these functions run it."""
 
 from __future__ import annotations
 
@@ -10,14 +12,30 @@ import os
 import signal
 import subprocess
 import threading
+import shutil
 from dataclasses import dataclass
 
 from roopik_rl_mcp.sandbox import bundle
-from roopik_rl_mcp.sandbox import isolation as iso
 from roopik_rl_mcp.sandbox.models import ExecError, ExecutionResult, TestOutcome
 
 STARTUP_S = 30.0
 """How long a sandbox may take to start before its batch is failed."""
+
+
+@dataclass
+class Launch:
+    """Everything needed to start one sandbox: argv, host work dir (if any), env, cwd, fork-server config
+    (made by isolation.launch)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    config: dict
+    host_workdir: str | None = None
+
+    def cleanup(self) -> None:
+        if self.host_workdir:
+            shutil.rmtree(self.host_workdir, ignore_errors=True)
 
 
 def default_workers() -> int:
@@ -79,6 +97,7 @@ class StderrTail(threading.Thread):
 
 
 def job_line(job_id: int, job: BatchJob, limits: dict | None = None, urgent: bool = False) -> bytes:
+    """One job as the fork server reads it (a JSON line; `urgent` jobs go ahead of queued bulk work)."""
     line = {"id": job_id, "code": job.code, "tests": job.tests, "entry_point": job.entry_point,
             "timeout_s": float(job.timeout_s)}
     if limits:
@@ -93,24 +112,26 @@ def budget(jobs: list[BatchJob], parallel: int) -> float:
     return STARTUP_S + sum(job.timeout_s + 1.0 for job in jobs) / parallel + 5.0 * math.ceil(len(jobs) / parallel)
 
 
-def lost(level: str, elapsed_ms: int, why: str) -> ExecutionResult:
+def lost_verdict(level: str, elapsed_ms: int, why: str) -> ExecutionResult:
+    """The result of a job whose sandbox ended before its verdict came: an error, never a pass."""
     message = f"the sandbox ended before this program's verdict ({why})"
     return ExecutionResult(status="error", passed=False, duration_ms=elapsed_ms, isolation=level,
                            errors=[ExecError(kind="SandboxError", message=message[:2000])])
 
 
-def start(launch: iso.Launch) -> subprocess.Popen:
+def spawn_sandbox(launch: Launch) -> subprocess.Popen:
+    """Start the sandbox process (its own session, so that `kill_tree` reaches all of it)."""
     return subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=launch.env, cwd=launch.cwd, start_new_session=True, close_fds=True)
 
 
-def opening(launch: iso.Launch, workers: int, limits: Limits) -> bytes:
+def sandbox_preamble(launch: Launch, workers: int, limits: Limits) -> bytes:
     """What a sandbox reads first: the inside payload (bundle.py), then its config line (default limits per job)."""
     config = {**launch.config, "workers": workers, "limits": limits.as_dict()}
     return bundle.payload() + (json.dumps(config) + "\n").encode()
 
 
-def end(proc: subprocess.Popen, stderr: StderrTail, launch: iso.Launch) -> None:
+def close_sandbox(proc: subprocess.Popen, stderr: StderrTail, launch: Launch) -> None:
     """After the last verdict (or none): give the sandbox a moment, then kill what is left and clean up."""
     try:
         proc.wait(timeout=2)
@@ -128,6 +149,7 @@ def end(proc: subprocess.Popen, stderr: StderrTail, launch: iso.Launch) -> None:
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL to the sandbox's whole session."""
     for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
         try:
             kill()
@@ -136,6 +158,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 
 def to_result(raw: dict, level: str) -> ExecutionResult:
+    """A verdict line as an ExecutionResult, with `passed` recomputed from its tests rather than trusted."""
     tests = [TestOutcome(**{k: t.get(k) for k in ("id", "status", "line", "source", "message")})
              for t in raw.get("tests") or []]
     errors = [ExecError(kind=str(e.get("kind") or "Error"), message=str(e.get("message") or e.get("kind") or ""),

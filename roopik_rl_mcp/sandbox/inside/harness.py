@@ -13,6 +13,7 @@ import gc
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import _json
 import _thread
@@ -21,6 +22,9 @@ from .kernel import RECORD_FD
 from .placeholders import PLACEHOLDER, AssertFailed, substitute
 from .snapshots import ALL_SIGNALS, BUILTINS_VERSION, PRISTINE_BUILTIN_ITEMS, PRISTINE_BUILTINS, PRISTINE_MODULES
 from .tests_compiler import MESSAGE_CHARS, SOLUTION_FILE, TESTS_FILE
+
+if TYPE_CHECKING:
+    from .tests_compiler import CompiledTests, Job
 
 MAX_TRACEBACK = 500
 """Frames of a traceback walked for the line of a failure, at most."""
