@@ -31,7 +31,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,8 +49,10 @@ class DPOParams(TrainerParams):
 
     The start_dpo tool's input is built from it (roopik_rl_mcp.schemas.StartDpoInput), so the schema a
     client sees and the trainer agree. A default that depends on the base model is None here and
-    resolved by `resolve_defaults`, whose result is recorded in the job's summary.
+    resolved by `DPOParams.resolve`, whose result is recorded in the job's summary.
     """
+
+    learning_rate_defaults: ClassVar[tuple[float, float]] = (5e-4, 5e-5)
 
     beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Optimizer step size (AdamW). Omitted: 5e-4 "
@@ -60,14 +62,6 @@ class DPOParams(TrainerParams):
     batch_size: int = Field(2, ge=1, le=512, description="Preference pairs per optimizer step.")
     max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + response; longer pairs "
                             "are truncated.")
-
-
-def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, Any]:
-    """The values that depend on the base model, filled in: what the run really used."""
-    resolved = {**DPOParams().model_dump(), **{k: v for k, v in params.items() if v is not None}}
-    if resolved.get("learning_rate") is None:
-        resolved["learning_rate"] = 5e-4 if base_is_tiny else 5e-5
-    return resolved
 
 
 def _get(config: dict[str, Any], key: str, default: Any) -> Any:
@@ -180,9 +174,8 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     continuing = loaded.continuing  # base_model was an adapter dir: keep training that adapter
     data_format = chat_format(tokenizer)
 
-    resolved = resolve_defaults({key: config.get(key) for key in DPOParams.model_fields}
-                                | {"epochs": config.get("num_train_epochs", config.get("epochs"))}, base_is_tiny)
-    resolved |= hardware.record()
+    resolved = DPOParams.resolve(config | {"epochs": config.get("num_train_epochs", config.get("epochs"))},
+                                 base_is_tiny, hardware.record())
     progress.message(f"hyperparameters: {json.dumps(resolved)}; data format: {data_format}")
     max_length = int(resolved["max_length"])
     batch_size = int(resolved["batch_size"])

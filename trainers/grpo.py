@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 class GRPOParams(TrainerParams):
     """GRPO's hyperparameters and defaults: the only place they are set (the start_training tool uses it)."""
 
+    learning_rate_defaults: ClassVar[tuple[float, float]] = (1e-4, 1e-6)
+
     learning_rate: float | None = Field(None, gt=0, le=1, description="Omitted: 1e-4 for the tiny model, 1e-6 for a "
                                         "real one.")
     max_steps: int = Field(20, ge=1, le=100_000, description="Optimizer steps.")
@@ -43,13 +45,6 @@ class GRPOParams(TrainerParams):
     beta: float = Field(0.0, ge=0, le=10, description="KL penalty towards the reference model (0: none, TRL's default).")
     temperature: float = Field(1.0, gt=0, le=2, description="Sampling temperature of the completions.")
     length_penalty: float = Field(0.0, ge=0, le=10, description="reward -= length_penalty x characters / 100.")
-
-
-def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, Any]:
-    resolved = {**GRPOParams().model_dump(), **{k: v for k, v in params.items() if v is not None}}
-    if resolved.get("learning_rate") is None:
-        resolved["learning_rate"] = 1e-4 if base_is_tiny else 1e-6
-    return resolved
 
 
 def read_tasks(path: str | Path) -> list[dict[str, str]]:
@@ -85,8 +80,7 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     loaded = load_for_training(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
                                progress=progress)
     model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
-    resolved = resolve_defaults({key: config.get(key) for key in GRPOParams.model_fields}, base_is_tiny)
-    resolved |= hardware.record()
+    resolved = GRPOParams.resolve(config, base_is_tiny, hardware.record())
     progress.message(f"hyperparameters: {json.dumps(resolved)}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

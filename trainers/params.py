@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -43,6 +43,9 @@ class TrainerParams(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
+    learning_rate_defaults: ClassVar[tuple[float, float]] = (1e-3, 1e-4)
+    """learning_rate when omitted: (tiny model, real model); each trainer's model sets its own."""
+
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank: size of the low-rank update; 8-16 is usual, higher "
                         "learns more and saves a bigger adapter.")
     lora_alpha: int = Field(16, ge=1, le=1024, description="LoRA scaling (the update is scaled by lora_alpha / "
@@ -59,6 +62,17 @@ class TrainerParams(BaseModel):
     accelerate_config: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] | None = Field(
         None, description="A config shipped in trainers/accelerate/ to launch with (multi-GPU, DeepSpeed ZeRO, "
         "FSDP). Omitted: ddp when num_processes > 1.")
+
+    @classmethod
+    def resolve(cls, config: dict[str, Any], base_is_tiny: bool, hardware: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the run really uses: the config's values over the defaults, learning_rate by the base, and the
+        resolved device (`Hardware.record()`); the job records it as its hyperparameters."""
+        given = {key: config[key] for key in cls.model_fields if config.get(key) is not None}
+        resolved = {**cls().model_dump(), **given}
+        if resolved.get("learning_rate") is None:
+            tiny, real = cls.learning_rate_defaults
+            resolved["learning_rate"] = tiny if base_is_tiny else real
+        return resolved | (hardware or {})
 
     @field_validator("device")
     @classmethod

@@ -17,7 +17,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 class RewardModelParams(TrainerParams):
     """The reward model's hyperparameters and defaults: the only place they are set."""
 
+    learning_rate_defaults: ClassVar[tuple[float, float]] = (1e-3, 1e-5)
+
     learning_rate: float | None = Field(None, gt=0, le=1, description="Omitted: 1e-3 for the tiny model, 1e-5 for a "
                                         "real one.")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; omitted: epochs decide.")
@@ -40,13 +42,6 @@ class RewardModelParams(TrainerParams):
     batch_size: int = Field(2, ge=1, le=512, description="Pairs per optimizer step.")
     max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + response.")
     eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of the pairs held out for the accuracy.")
-
-
-def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, Any]:
-    resolved = {**RewardModelParams().model_dump(), **{k: v for k, v in params.items() if v is not None}}
-    if resolved.get("learning_rate") is None:
-        resolved["learning_rate"] = 1e-3 if base_is_tiny else 1e-5
-    return resolved
 
 
 def pair_accuracy(model: Any, tokenizer: Any, pairs: list[dict[str, str]], max_length: int) -> float | None:
@@ -92,8 +87,7 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
     loaded = load_sequence_classifier(config.get("base_model"), hardware, tiny_path=config.get("tiny_model_path"),
                                       progress=progress)
     model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
-    resolved = resolve_defaults({key: config.get(key) for key in RewardModelParams.model_fields}, base_is_tiny)
-    resolved |= hardware.record()
+    resolved = RewardModelParams.resolve(config, base_is_tiny, hardware.record())
     progress.message(f"hyperparameters: {json.dumps(resolved)}")
 
     shuffled = pairs[:]

@@ -17,7 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if __package__ in (None, ""):  # run as a script: make `trainers.common` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,19 +33,14 @@ if TYPE_CHECKING:
 class SFTParams(TrainerParams):
     """SFT's hyperparameters and defaults: the only place they are set (the start_training tool uses it)."""
 
+    learning_rate_defaults: ClassVar[tuple[float, float]] = (1e-3, 1e-4)
+
     learning_rate: float | None = Field(None, gt=0, le=1, description="Optimizer step size (AdamW). Omitted: 1e-3 "
                                         "for the tiny model, 1e-4 for a real one.")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Optimizer steps; omitted: epochs decide.")
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the data when max_steps is not given.")
     batch_size: int = Field(2, ge=1, le=512, description="Examples per optimizer step.")
     max_length: int = Field(512, ge=16, le=32_768, description="Tokens kept per prompt + completion.")
-
-
-def resolve_defaults(params: dict[str, Any], base_is_tiny: bool) -> dict[str, Any]:
-    resolved = {**SFTParams().model_dump(), **{k: v for k, v in params.items() if v is not None}}
-    if resolved.get("learning_rate") is None:
-        resolved["learning_rate"] = 1e-3 if base_is_tiny else 1e-4
-    return resolved
 
 
 def read_examples(path: str | Path) -> list[dict[str, str]]:
@@ -110,8 +105,7 @@ def train(config: dict[str, Any], progress: ProgressWriter) -> dict[str, Any]:
                                progress=progress)
     model, tokenizer, base_path, base_is_tiny = loaded.model, loaded.tokenizer, loaded.base_path, loaded.base_is_tiny
     data_format = chat_format(tokenizer)
-    resolved = resolve_defaults({key: config.get(key) for key in SFTParams.model_fields}, base_is_tiny)
-    resolved |= hardware.record()
+    resolved = SFTParams.resolve(config, base_is_tiny, hardware.record())
     progress.message(f"hyperparameters: {json.dumps(resolved)}; data format: {data_format}")
     scored = rows[:128]
     before = completion_logprob(model, tokenizer, scored, resolved["max_length"], data_format)
