@@ -30,7 +30,8 @@ async def test_every_tool_over_stdio(home):
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {"capture_feedback", "judge_output", "judge_pair", "judge_group", "judge_stats", "start_training",
                          "log_preference", "export_preferences", "start_dpo", "evaluate_checkpoint", "job_status",
-                         "wait_for_job", "job_plot", "cancel_job", "list_jobs"} | (names & {"compare_evaluations"})
+                         "wait_for_job", "job_plot", "cancel_job", "list_jobs", "list_evaluations",
+                         "compare_evaluations"}
         good = await call(client, "capture_feedback", task="double x", code=CODE, tests=TESTS, entry_point="double")
         bad = await call(client, "capture_feedback", task="double x", code=CODE.replace("2 *", "3 *"), tests=TESTS)
         assert good["passed"] and bad["status"] == "failed" and bad["tests_passed"] == 1
